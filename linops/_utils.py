@@ -1,0 +1,88 @@
+"""Small private helpers shared by the operators."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """Format a shape as a plain tuple, ``(3, 64, 64)``."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def as_shape(shape, where: str) -> tuple[int, ...]:
+    """Validate a per-sample shape: a sequence of positive ints (or a single int)."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise TypeError(f"{where}: expected a sequence of positive ints, got {shape!r}")
+    out = []
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"{where}: expected a sequence of positive ints, got {tuple(shape)!r}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of the same precision (complex64 -> float32)."""
+    return torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
+
+
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype of the same precision (float32 -> complex64)."""
+    if dtype.is_complex:
+        return dtype
+    return {torch.float64: torch.complex128, torch.float16: torch.complex32}.get(
+        dtype, torch.complex64
+    )
+
+
+def dense_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy with standard row-major strides (``contiguous()`` keeps odd strides on size-1 axes)."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+
+
+def cast_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Move ``t`` to ``like``'s device and precision, keeping ``t`` complex if it is."""
+    precision = real_dtype(like.dtype)
+    dtype = complex_dtype(precision) if t.is_complex() else precision
+    return t.to(device=like.device, dtype=dtype)
+
+
+def cast_scalar(c, like: torch.Tensor):
+    """A Python scalar stays as is; a 0-d tensor is cast like :func:`cast_like`."""
+    if isinstance(c, torch.Tensor):
+        return cast_like(c, like)
+    return c
+
+
+class TensorCache:
+    """A per-(dtype, device) cache of tensors derived from an operator's data.
+
+    Operators are immutable, so anything derived from their parameters (a
+    cast copy, 1-D factor matrices, a linearised VJP) can be built once per
+    dtype and device and reused.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict = {}
+
+    def get(self, key, build):
+        try:
+            return self._store[key]
+        except KeyError:
+            value = build()
+            self._store[key] = value
+            return value
+
+    def __getstate__(self):
+        return {"_store": {}}
