@@ -36,9 +36,7 @@ class Adjoint(LinearOperator):
 
     def __init__(self, operator: LinearOperator) -> None:
         if not isinstance(operator, LinearOperator):
-            raise TypeError(
-                f"Adjoint: expected a LinearOperator, got {type(operator).__name__}"
-            )
+            raise TypeError(f"Adjoint: expected a LinearOperator, got {type(operator).__name__}")
         super().__init__(operator.out_shape, operator.in_shape)
         self.operator = operator
         self.is_unitary = operator.is_unitary
@@ -91,7 +89,7 @@ class Composed(LinearOperator):
             flat.extend(op.operators if isinstance(op, Composed) else (op,))
         if len(flat) < 2:
             raise ValueError(f"Composed: expected at least two operators, got {len(flat)}")
-        for left, right in zip(flat[:-1], flat[1:]):
+        for left, right in zip(flat[:-1], flat[1:], strict=False):
             if left.in_shape != right.out_shape:
                 raise ValueError(
                     f"Composed: expected {right.name} to have out_shape equal to "

@@ -102,12 +102,12 @@ class LinearOperator:
 
         Parameters
         ----------
-        x : Tensor, shape (*batch, *in_shape)
+        x : Tensor, shape (\\*batch, \\*in_shape)
             Floating (float32/float64) or complex input; any device.
 
         Returns
         -------
-        Tensor, shape (*batch, *out_shape)
+        Tensor, shape (\\*batch, \\*out_shape)
 
         Raises
         ------
@@ -124,11 +124,11 @@ class LinearOperator:
 
         Parameters
         ----------
-        y : Tensor, shape (*batch, *out_shape)
+        y : Tensor, shape (\\*batch, \\*out_shape)
 
         Returns
         -------
-        Tensor, shape (*batch, *in_shape)
+        Tensor, shape (\\*batch, \\*in_shape)
         """
         return self._call(y, adjoint=True)
 

@@ -57,9 +57,13 @@ class BasisDiagonal(LinearOperator):
                 f"(e.g. DCT2, FFT2), got {basis!r} with is_unitary={basis.is_unitary}"
             )
         if not isinstance(diag, torch.Tensor):
-            raise TypeError(f"BasisDiagonal: expected diag to be a torch.Tensor, got {type(diag).__name__}")
+            raise TypeError(
+                f"BasisDiagonal: expected diag to be a torch.Tensor, got {type(diag).__name__}"
+            )
         if not (diag.is_floating_point() or diag.is_complex()):
-            raise ValueError(f"BasisDiagonal: expected a floating or complex diag, got {diag.dtype}")
+            raise ValueError(
+                f"BasisDiagonal: expected a floating or complex diag, got {diag.dtype}"
+            )
         try:
             ok = torch.broadcast_shapes(diag.shape, basis.out_shape) == torch.Size(basis.out_shape)
         except RuntimeError:

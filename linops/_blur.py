@@ -107,9 +107,11 @@ class GaussianBlur(Kronecker):
 
     Notes
     -----
-    The ``circular`` and ``zeros`` blurs are symmetric matrices
-    (``is_self_adjoint``); the reflecting ones are not, because samples near
-    the edge are counted twice.
+    The ``circular``, ``symmetric`` and ``zeros`` blurs are symmetric matrices
+    (``is_self_adjoint``): the kernel is even, and the half-sample mirror of
+    ``symmetric`` folds ``i + k`` onto ``j`` exactly when it folds ``j + k``
+    onto ``i`` (it is the extension the DCT-II diagonalises). ``reflect`` and
+    ``replicate`` are not symmetric.
 
     Examples
     --------
@@ -125,7 +127,10 @@ class GaussianBlur(Kronecker):
     def __init__(self, shape, sigma, *, boundary: str = "reflect", truncate: float = 4.0) -> None:
         shape = as_shape(shape, "GaussianBlur: shape")
         if len(shape) not in (2, 3):
-            raise ValueError(f"GaussianBlur: expected shape (C, H, W) or (H, W), got {format_shape(shape)}")
+            raise ValueError(
+                f"GaussianBlur: expected shape (C, H, W) or (H, W), got {format_shape(shape)}"
+            )
+        given = sigma
         if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
             sigma = (float(sigma), float(sigma))
         if (
@@ -134,7 +139,7 @@ class GaussianBlur(Kronecker):
             or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s >= 0 for s in sigma)
         ):
             raise ValueError(
-                f"GaussianBlur: expected sigma >= 0 as a float or (sigma_h, sigma_w), got {sigma!r}"
+                f"GaussianBlur: expected sigma >= 0 as a float or (sigma_h, sigma_w), got {given!r}"
             )
         if boundary not in _BOUNDARIES:
             raise ValueError(f"GaussianBlur: expected boundary in {_BOUNDARIES}, got {boundary!r}")
@@ -144,7 +149,7 @@ class GaussianBlur(Kronecker):
         self.boundary = boundary
         self.truncate = float(truncate)
         self._init_kronecker(shape[-2:], shape[-2:], shape[:-2])
-        self.is_self_adjoint = boundary in ("circular", "zeros")
+        self.is_self_adjoint = boundary in ("circular", "symmetric", "zeros")
 
     def __repr__(self) -> str:
         return (
@@ -154,5 +159,12 @@ class GaussianBlur(Kronecker):
 
     def _build_factors(self, dtype, device):
         h, w = self.in_shape[-2:]
-        kw = {"boundary": self.boundary, "truncate": self.truncate, "dtype": dtype, "device": device}
-        return gaussian_blur_matrix(h, self.sigma[0], **kw), gaussian_blur_matrix(w, self.sigma[1], **kw)
+        kw = {
+            "boundary": self.boundary,
+            "truncate": self.truncate,
+            "dtype": dtype,
+            "device": device,
+        }
+        return gaussian_blur_matrix(h, self.sigma[0], **kw), gaussian_blur_matrix(
+            w, self.sigma[1], **kw
+        )

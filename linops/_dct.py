@@ -126,7 +126,9 @@ class DCT2(LinearOperator):
     def __init__(self, shape) -> None:
         shape = as_shape(shape, "DCT2: shape")
         if len(shape) < 2:
-            raise ValueError(f"DCT2: expected a shape with at least two axes, got {format_shape(shape)}")
+            raise ValueError(
+                f"DCT2: expected a shape with at least two axes, got {format_shape(shape)}"
+            )
         super().__init__(shape, shape)
 
     def _apply(self, x):

@@ -65,7 +65,9 @@ class ScaledIdentity(LinearOperator):
         if isinstance(scale, torch.Tensor) and scale.dim() == 0:
             scale = scale.item()
         if isinstance(scale, bool) or not isinstance(scale, numbers.Number):
-            raise TypeError(f"ScaledIdentity: expected a real or complex scalar scale, got {scale!r}")
+            raise TypeError(
+                f"ScaledIdentity: expected a real or complex scalar scale, got {scale!r}"
+            )
         self.scale = scale
         self.is_self_adjoint = not isinstance(scale, complex)
         self.is_complex = isinstance(scale, complex)
@@ -111,12 +113,18 @@ class Diagonal(LinearOperator):
 
     def __init__(self, diag: torch.Tensor, shape=None) -> None:
         if not isinstance(diag, torch.Tensor):
-            raise TypeError(f"Diagonal: expected diag to be a torch.Tensor, got {type(diag).__name__}")
+            raise TypeError(
+                f"Diagonal: expected diag to be a torch.Tensor, got {type(diag).__name__}"
+            )
         if not (diag.is_floating_point() or diag.is_complex()):
-            raise ValueError(f"Diagonal: expected diag with a floating or complex dtype, got {diag.dtype}")
+            raise ValueError(
+                f"Diagonal: expected diag with a floating or complex dtype, got {diag.dtype}"
+            )
         shape = tuple(diag.shape) if shape is None else as_shape(shape, "Diagonal: shape")
         if len(shape) == 0:
-            raise ValueError("Diagonal: expected a diag with at least one dimension, got a 0-d tensor")
+            raise ValueError(
+                "Diagonal: expected a diag with at least one dimension, got a 0-d tensor"
+            )
         try:
             torch.broadcast_shapes(diag.shape, shape)
             ok = torch.broadcast_shapes(diag.shape, shape) == torch.Size(shape)
@@ -168,9 +176,13 @@ class Dense(LinearOperator):
 
     def __init__(self, matrix: torch.Tensor, in_shape=None, out_shape=None) -> None:
         if not isinstance(matrix, torch.Tensor):
-            raise TypeError(f"Dense: expected matrix to be a torch.Tensor, got {type(matrix).__name__}")
+            raise TypeError(
+                f"Dense: expected matrix to be a torch.Tensor, got {type(matrix).__name__}"
+            )
         if matrix.dim() != 2:
-            raise ValueError(f"Dense: expected a 2-D matrix, got shape {format_shape(matrix.shape)}")
+            raise ValueError(
+                f"Dense: expected a 2-D matrix, got shape {format_shape(matrix.shape)}"
+            )
         if not (matrix.is_floating_point() or matrix.is_complex()):
             raise ValueError(f"Dense: expected a floating or complex matrix, got {matrix.dtype}")
         m, n = matrix.shape

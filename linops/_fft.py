@@ -41,7 +41,9 @@ class FFT2(LinearOperator):
     def __init__(self, shape) -> None:
         shape = as_shape(shape, "FFT2: shape")
         if len(shape) < 2:
-            raise ValueError(f"FFT2: expected a shape with at least two axes, got {format_shape(shape)}")
+            raise ValueError(
+                f"FFT2: expected a shape with at least two axes, got {format_shape(shape)}"
+            )
         super().__init__(shape, shape)
 
     def _supports_complex(self) -> bool:

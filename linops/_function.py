@@ -57,10 +57,13 @@ class FunctionOperator(LinearOperator):
         adjoint: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(f"FunctionOperator: expected fn to be callable, got {type(fn).__name__}")
+            raise TypeError(
+                f"FunctionOperator: expected fn to be callable, got {type(fn).__name__}"
+            )
         if adjoint is not None and not callable(adjoint):
             raise TypeError(
-                f"FunctionOperator: expected adjoint to be callable or None, got {type(adjoint).__name__}"
+                "FunctionOperator: expected adjoint to be callable or None, "
+                f"got {type(adjoint).__name__}"
             )
         super().__init__(in_shape, out_shape)
         self.fn = fn

@@ -14,7 +14,9 @@ def _factor_size(factor, where: str) -> tuple[int, int]:
     """(rows, cols) of a 1-D factor given as a matrix or a 1-D operator."""
     if isinstance(factor, torch.Tensor):
         if factor.dim() != 2:
-            raise ValueError(f"{where}: expected a 2-D matrix, got shape {format_shape(factor.shape)}")
+            raise ValueError(
+                f"{where}: expected a 2-D matrix, got shape {format_shape(factor.shape)}"
+            )
         if not (factor.is_floating_point() or factor.is_complex()):
             raise ValueError(f"{where}: expected a floating or complex matrix, got {factor.dtype}")
         return int(factor.shape[0]), int(factor.shape[1])
@@ -95,7 +97,9 @@ class Kronecker(LinearOperator):
                 m = f.to_dense(dtype=dtype, device=device)
             else:
                 m = dense_copy(
-                    f.detach().to(device=device, dtype=complex_dtype(dtype) if f.is_complex() else dtype)
+                    f.detach().to(
+                        device=device, dtype=complex_dtype(dtype) if f.is_complex() else dtype
+                    )
                 )
             out.append(m)
         return out[0], out[1]

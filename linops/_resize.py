@@ -122,7 +122,8 @@ class Resize(Kronecker):
 
     def __repr__(self) -> str:
         return (
-            f"Resize(in_shape={format_shape(self.in_shape)}, out_size={format_shape(self.out_size)}, "
+            f"Resize(in_shape={format_shape(self.in_shape)}, "
+            f"out_size={format_shape(self.out_size)}, "
             f"mode={self.mode!r}, antialias={self.antialias})"
         )
 
@@ -197,10 +198,10 @@ class Resize(Kronecker):
 
         Parameters
         ----------
-        y : Tensor, shape (*batch, *out_shape)
+        y : Tensor, shape (\\*batch, \\*out_shape)
 
         Returns
         -------
-        Tensor, shape (*batch, *in_shape)
+        Tensor, shape (\\*batch, \\*in_shape)
         """
         return self._call(y, adjoint=True, impl=self._vjp)

@@ -120,8 +120,14 @@ def lambda_max(
             f"out_shape {A.out_shape}"
         )
     return _power(
-        A.apply, A.in_shape, tol=tol, max_iters=max_iters, dtype=dtype, device=device,
-        generator=generator, scale=lambda theta, res: (theta, res),
+        A.apply,
+        A.in_shape,
+        tol=tol,
+        max_iters=max_iters,
+        dtype=dtype,
+        device=device,
+        generator=generator,
+        scale=lambda theta, res: (theta, res),
     )
 
 
@@ -166,6 +172,12 @@ def spectral_norm(
         return sigma, (res / (2 * sigma) if sigma > 0 else math.sqrt(res))
 
     return _power(
-        lambda v: A.apply_adjoint(A.apply(v)), A.in_shape, tol=tol, max_iters=max_iters,
-        dtype=dtype, device=device, generator=generator, scale=scale,
+        lambda v: A.apply_adjoint(A.apply(v)),
+        A.in_shape,
+        tol=tol,
+        max_iters=max_iters,
+        dtype=dtype,
+        device=device,
+        generator=generator,
+        scale=scale,
     )

@@ -47,7 +47,7 @@ def complex_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def dense_copy(t: torch.Tensor) -> torch.Tensor:
-    """A copy with standard row-major strides (``contiguous()`` keeps odd strides on size-1 axes)."""
+    """A copy with row-major strides (``contiguous()`` may keep odd strides on size-1 axes)."""
     return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
 
 

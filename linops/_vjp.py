@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -47,7 +48,10 @@ class VJPAdjoint:
         if self._use_vmap:
             try:
                 pullback = self._pullback(y)
-                (out,) = vmap(pullback)(y.unsqueeze(1))
+                with warnings.catch_warnings():
+                    # "no batching rule, falling back to a loop" is a speed note, not an error
+                    warnings.filterwarnings("ignore", message=".*batching rule.*")
+                    (out,) = vmap(pullback)(y.unsqueeze(1))
                 return out.squeeze(1)
             except RuntimeError:
                 # vmap could not trace ``fn`` (e.g. a data-dependent Python branch or an

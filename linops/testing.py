@@ -61,7 +61,8 @@ def dottest(
 
     Draws random ``u`` (shape ``(batch_size, *in_shape)``) and ``v`` and checks
 
-    ``|<A u, v> - <u, A^H v>| <= C * eps(dtype) * sqrt(n_in + n_out) * max(||A u|| ||v||, ||u|| ||A^H v||)``.
+    ``|<A u, v> - <u, A^H v>| <= C eps sqrt(n_in + n_out) max(||A u|| ||v||, ||u|| ||A^H v||)``
+    with ``eps = torch.finfo(dtype).eps``.
 
     Unlike a test relative to ``|<A u, v>|`` (PyLops' ``dottest``), which
     shrinks like ``1 / sqrt(n)`` for random vectors and fails at random in
@@ -132,7 +133,9 @@ def _close(name: str, got: torch.Tensor, want: torch.Tensor, scale: float, tol: 
     err = torch.linalg.vector_norm((got - want).reshape(-1)).item()
     rel = err / scale if scale > 0 else err
     if not rel <= tol:
-        raise AssertionError(f"check_dense: {name}: normalised error {rel:.3e} > tolerance {tol:.3e}")
+        raise AssertionError(
+            f"check_dense: {name}: normalised error {rel:.3e} > tolerance {tol:.3e}"
+        )
 
 
 def check_dense(
@@ -207,7 +210,13 @@ def check_dense(
             D = D.to(ref.dtype)
         _close(f"{op.name}.to_dense() vs reference", D, ref, max(norm, 1e-300), tol)
     D_adj = op.H.to_dense(dtype=dtype, device=device)
-    _close(f"{op.name} adjoint matrix vs to_dense().mH", D_adj.to(D.dtype), D.mH, max(norm, 1e-300), tol)
+    _close(
+        f"{op.name} adjoint matrix vs to_dense().mH",
+        D_adj.to(D.dtype),
+        D.mH,
+        max(norm, 1e-300),
+        tol,
+    )
     x = _randn((batch_size, *op.in_shape), dtype, device, generator, op.is_complex)
     y = _randn((batch_size, *op.out_shape), dtype, device, generator, op.is_complex)
     Dc = D.to(torch.promote_types(D.dtype, x.dtype))

@@ -1,0 +1,44 @@
+"""Power iteration: spectral norm and largest eigenvalue against dense routes."""
+
+import pytest
+import torch
+
+import linops
+
+
+def test_spectral_norm_against_svd():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    res = linops.spectral_norm(linops.Dense(m), tol=1e-10)
+    want = torch.linalg.matrix_norm(m, ord=2).item()
+    assert res.converged
+    assert abs(res.value - want) <= 1e-8 * want
+    # the estimate is honest: the true error is below it (first-order bound, so allow 2x)
+    assert abs(res.value - want) <= 2 * res.error_estimate + 1e-15
+
+
+def test_lambda_max_of_resize_normal_operator():
+    R = linops.Resize((16, 16), (8, 8))
+    A = R.H @ R
+    want = torch.linalg.eigvalsh(A.to_dense())[-1].item()
+    res = linops.lambda_max(A, tol=1e-7, max_iters=5000)
+    # for self-adjoint A an eigenvalue lies within error_estimate of the value
+    assert abs(res.value - want) <= res.error_estimate + 1e-12
+    assert res.value <= want + 1e-12  # a Rayleigh quotient never exceeds lambda_max
+
+
+def test_non_convergence_is_reported_not_raised():
+    R = linops.Resize((32, 32), (16, 16))
+    res = linops.lambda_max(R.H @ R, tol=1e-12, max_iters=20)
+    assert not res.converged and res.num_iters == 20 and res.error_estimate > 0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"lambda_max: expected a square operator"):
+        linops.lambda_max(linops.Resize((4, 4), (2, 2)))
+    with pytest.raises(ValueError, match=r"spectral_norm: expected tol > 0, got 0"):
+        linops.spectral_norm(linops.Identity((2,)), tol=0)
+    with pytest.raises(ValueError, match=r"expected max_iters >= 1, got 0"):
+        linops.spectral_norm(linops.Identity((2,)), max_iters=0)
+    with pytest.raises(TypeError, match=r"spectral_norm: expected a LinearOperator, got Tensor"):
+        linops.spectral_norm(torch.eye(2))
