@@ -81,6 +81,12 @@ def test_resize_equals_kronecker_of_factors(case):
 
 
 @given(resize_cases())
+def test_adjoint_identity(case):
+    kw, shape, out_size, _, dtype = case
+    dottest(linops.Resize(shape, out_size, **kw), dtype=dtype)
+
+
+@given(resize_cases())
 def test_adjoint_by_factors_matches_vjp(case):
     kw, shape, out_size, batch, dtype = case
     R = linops.Resize(shape, out_size, **kw)
