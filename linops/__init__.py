@@ -14,20 +14,25 @@ from ._dct import DCT2, dct, dct2, idct, idct2
 from ._elementary import Dense, Diagonal, Identity, ScaledIdentity
 from ._fft import FFT2
 from ._function import FunctionOperator
+from ._funm import ConvergenceError, FunmResult, expm, funm, invsqrtm, logm, sqrtm
+from ._fused import kron_matvec, lanczos_step, triton_available
 from ._kronecker import Kronecker
 from ._resize import Resize
 from ._scipy import as_scipy
 from ._spectral import PowerIterationResult, lambda_max, spectral_norm
+from ._spectral_bounds import SpectralBounds, spectral_bounds
 
 __all__ = [
     "Adjoint",
     "BasisDiagonal",
+    "ConvergenceError",
     "Composed",
     "DCT2",
     "Dense",
     "Diagonal",
     "FFT2",
     "FunctionOperator",
+    "FunmResult",
     "GaussianBlur",
     "Identity",
     "Kronecker",
@@ -36,16 +41,26 @@ __all__ = [
     "Resize",
     "Scaled",
     "ScaledIdentity",
+    "SpectralBounds",
     "Sum",
     "as_scipy",
     "dct",
     "dct2",
+    "expm",
+    "funm",
     "gaussian_blur_matrix",
     "idct",
     "idct2",
+    "invsqrtm",
+    "kron_matvec",
     "lambda_max",
+    "lanczos_step",
+    "logm",
+    "spectral_bounds",
     "spectral_norm",
+    "sqrtm",
     "testing",
+    "triton_available",
 ]
 
 __version__ = "0.1.0"

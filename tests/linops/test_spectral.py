@@ -42,3 +42,29 @@ def test_errors():
         linops.spectral_norm(linops.Identity((2,)), max_iters=0)
     with pytest.raises(TypeError, match=r"spectral_norm: expected a LinearOperator, got Tensor"):
         linops.spectral_norm(torch.eye(2))
+
+
+def test_spectral_bounds_against_eigvalsh():
+    R = linops.Resize((20, 20), (10, 10), mode="bicubic")
+    A = linops.Identity((20, 20)) - 0.9 / 0.2512 * (R.H @ R) * 0.25
+    eig = torch.linalg.eigvalsh(A.to_dense())
+    b = linops.spectral_bounds(A, tol=1e-10)
+    assert b.converged
+    # interlacing: Ritz values lie inside the spectrum; the error bars reach the ends
+    assert eig[0] - 1e-12 <= b.lower <= eig[0] + b.lower_error + 1e-12
+    assert eig[-1] - b.upper_error - 1e-12 <= b.upper <= eig[-1] + 1e-12
+    assert abs(b.lower - eig[0].item()) < 1e-8 and abs(b.upper - eig[-1].item()) < 1e-8
+
+
+def test_spectral_bounds_beats_power_iteration_on_clustered_top():
+    R = linops.Resize((32, 32), (16, 16))
+    b = linops.spectral_bounds(R.H @ R, tol=1e-8)
+    p = linops.lambda_max(R.H @ R, tol=1e-8, max_iters=b.num_iters)
+    assert b.converged and not p.converged
+
+
+def test_spectral_bounds_errors():
+    with pytest.raises(ValueError, match=r"spectral_bounds: expected a square operator"):
+        linops.spectral_bounds(linops.Resize((4, 4), (2, 2)))
+    with pytest.raises(ValueError, match=r"spectral_bounds: expected a real operator"):
+        linops.spectral_bounds(linops.FFT2((2, 2)))
