@@ -25,7 +25,7 @@ napoleon_use_rtype = False
 napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
-autodoc_default_options = {"show-inheritance": False}
+autodoc_default_options: dict = {}
 nitpicky = False
 
 html_theme = "furo"

@@ -159,7 +159,7 @@ def kron_matvec(
 
     Parameters
     ----------
-    v : Tensor, shape (*batch, H, W)
+    v : Tensor, shape (\\*batch, H, W)
         float32 or float64.
     G_h : Tensor, shape (H, H)
         Real factor along the rows; same dtype and device as ``v``.
@@ -176,7 +176,7 @@ def kron_matvec(
 
     Returns
     -------
-    Tensor, shape (*batch, H, W)
+    Tensor, shape (\\*batch, H, W)
 
     Raises
     ------
