@@ -110,17 +110,23 @@ def test_authors_baseline(benchmark, data, point):
     _tag(benchmark, point, "authors", baseline=False)
     out = benchmark.pedantic(authors_baseline, args=(point, v), rounds=1, iterations=1)
     benchmark.extra_info["rel_error"] = rel_error(out, oracle[point])
+    print(f"\n{point} authors' baseline: true error {benchmark.extra_info['rel_error']:.2e}")
 
 
-@pytest.mark.parametrize("tol", [1e-6, 1e-10])
-def test_batched_lanczos(benchmark, data, point, tol):
+@pytest.mark.parametrize("reorth", ["full", "none"])
+@pytest.mark.parametrize("tol", [1e-5, 1e-6, 1e-10])
+def test_batched_lanczos(benchmark, data, point, tol, reorth):
     v, oracle = data
     A = operator(point)
-    _tag(benchmark, point, f"lanczos tol {tol:g}")
-    res = benchmark.pedantic(lambda: linops.sqrtm(A, v, method="lanczos", tol=tol, max_iters=300), rounds=3, iterations=1)
+    _tag(benchmark, point, f"lanczos tol {tol:g} reorth {reorth}")
+    res = benchmark.pedantic(
+        lambda: linops.sqrtm(A, v, method="lanczos", tol=tol, max_iters=300, reorth=reorth), rounds=1, iterations=1
+    )
     err = rel_error(res.value, oracle[point])
     benchmark.extra_info.update(rel_error=err, iters=res.num_iters, estimate=res.error_estimate.max().item())
-    assert res.converged and err <= tol
+    print(f"\n{point} lanczos tol={tol:g} reorth={reorth}: {res.num_iters} iterations, true error {err:.2e}")
+    if reorth == "full":
+        assert res.converged and err <= tol
 
 
 def test_exact_path(benchmark, data, point):
@@ -129,6 +135,7 @@ def test_exact_path(benchmark, data, point):
     _tag(benchmark, point, "exact")
     res = benchmark(lambda: linops.sqrtm(A, v))
     assert res.method == "kronecker"
+    # agreement with dense routes is checked in tests/linops/test_funm.py (<= 1e-12)
 
 
 def test_oracle_against_dense_eigh():

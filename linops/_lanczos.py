@@ -81,9 +81,10 @@ def lanczos_funm(
     the remaining error in practice; the factor 2 covers the oscillation of the ratios
     for functions such as sqrt (measured: estimate / true error >= 1.5 over sqrt,
     invsqrt, log, exp on SSD covariances up to condition number 1000). A run stops when
-    the estimate is below ``tol`` at two consecutive steps; no estimate is given before
+    the estimate is below ``tol`` at two consecutive checks; no estimate is given before
     three ratios have been seen (the first few steps of Lanczos are not yet in the
-    asymptotic regime).
+    asymptotic regime), and while a recent ratio exceeds one (a plateau) the estimate is
+    infinite.
 
     Errors are relative to ``max(||f(A) v||, 1e-3 ||f(A)|| ||v||)``: the plain relative
     error is meaningless when ``f(A) v`` nearly vanishes (``log`` of ``A ~ I``), and this
@@ -98,8 +99,10 @@ def lanczos_funm(
     safe = torch.where(vnorm > 0, vnorm, torch.ones_like(vnorm))
     q = flat / safe.unsqueeze(1)
 
-    basis = torch.empty((min(max_iters, 16) + 1, B, n), dtype=dtype, device=device)
-    basis[0] = q
+    # (B, capacity, n): each right-hand side's basis is a contiguous (k, n) block, so the
+    # reorthogonalisation is two batched GEMVs with no copy of the basis
+    basis = torch.empty((B, min(max_iters, 16) + 1, n), dtype=dtype, device=device)
+    basis[:, 0] = q
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
     q_prev = torch.zeros_like(q)
@@ -121,9 +124,16 @@ def lanczos_funm(
         if reorth == "full":
             alpha = (q * w).sum(dim=1)
             w = w - alpha.unsqueeze(1) * q - beta_prev.unsqueeze(1) * q_prev
-            Q = basis[:k]
-            for _ in range(2):  # classical Gram-Schmidt twice is enough
-                w = w - torch.einsum("kbn,kb->bn", Q, torch.einsum("kbn,bn->kb", Q, w))
+            Q = basis[:, :k]
+            # classical Gram-Schmidt, repeated only when the pass removed a large part of w
+            # (Kahan-Parlett "twice is enough": ||w|| falling below 1/sqrt(2) of its size
+            # signals cancellation); after the three-term recurrence it rarely does
+            for _ in range(2):
+                before = torch.linalg.vector_norm(w, dim=1)
+                h = torch.bmm(Q, w.unsqueeze(2))  # (B, k, 1)
+                w = w - torch.bmm(Q.transpose(1, 2), h).squeeze(2)
+                if bool((torch.linalg.vector_norm(w, dim=1) >= 0.7071 * before).all()):
+                    break
             beta = torch.linalg.vector_norm(w, dim=1)
         else:
             w, alpha, beta = lanczos_step(w, q, q_prev, beta_prev, backend=backend)
@@ -136,6 +146,9 @@ def lanczos_funm(
         alpha = torch.where(done_breakdown, alphas[0] if alphas else alpha, alpha)
         beta = torch.where(broke, torch.zeros_like(beta), beta)
         alphas.append(alpha)
+        newly = broke & ~done_breakdown
+        done_breakdown = broke
+        # f(T_k) e_1 at every step: a batched eigh of k x k
         coef, theta, fx = krylov_coefficients(
             torch.stack(alphas, 1),
             torch.stack(betas, 1) if betas else alpha.new_zeros(B, 0),
@@ -143,12 +156,9 @@ def lanczos_funm(
             check_spectrum,
         )
         fnorm = fx.abs().amax(1)
-        newly = broke & ~done_breakdown
-        done_breakdown = broke
         if prev_coef is not None:
-            diff = torch.linalg.vector_norm(
-                coef - torch.cat([prev_coef, coef.new_zeros(B, 1)], 1), dim=1
-            )
+            pad = coef.new_zeros(B, coef.shape[1] - prev_coef.shape[1])
+            diff = torch.linalg.vector_norm(coef - torch.cat([prev_coef, pad], 1), dim=1)
             if prev_diff is not None:
                 ratio_hist.append(
                     diff / torch.where(prev_diff > 0, prev_diff, torch.ones_like(prev_diff))
@@ -158,31 +168,31 @@ def lanczos_funm(
                 tail = torch.where(r < 1, r / (1 - r).clamp_min(eps), torch.full_like(r, math.inf))
                 den = torch.maximum(torch.linalg.vector_norm(coef, dim=1), FLOOR * fnorm)
                 est = SAFETY * diff * tail
-                if len(ratio_hist) < 3:  # too few ratios to trust the extrapolation yet
-                    est = torch.full_like(est, math.inf)
                 est = est / torch.where(den > 0, den, torch.ones_like(den))
                 est = torch.where(diff == 0, torch.zeros_like(est), est)
-                estimate = torch.where(done_breakdown & ~newly, estimate, est)
+                if len(ratio_hist) >= 3:  # fewer ratios are not trusted yet
+                    estimate = torch.where(done_breakdown, estimate, est)
             prev_diff = diff
         prev_coef = coef
-        estimate = torch.where(newly, torch.zeros_like(estimate), estimate)
         below = estimate <= tol
         converged = done_breakdown | (below & below_once & (k >= min_iters))
         below_once = below
+        estimate = torch.where(newly, torch.zeros_like(estimate), estimate)
+        converged = converged | done_breakdown
         if bool(converged.all()) or k == max_iters:
             break
         betas.append(beta)
         q_next = w / torch.where(beta > 0, beta, torch.ones_like(beta)).unsqueeze(1)
         q_next = torch.where(done_breakdown.unsqueeze(1), torch.zeros_like(q_next), q_next)
-        if k + 1 > basis.shape[0]:
+        if k + 1 > basis.shape[1]:
             grown = torch.empty(
-                (min(2 * basis.shape[0], max_iters + 1), B, n), dtype=dtype, device=device
+                (B, min(2 * basis.shape[1], max_iters + 1), n), dtype=dtype, device=device
             )
-            grown[: basis.shape[0]] = basis
+            grown[:, : basis.shape[1]] = basis
             basis = grown
-        basis[k] = q_next
+        basis[:, k] = q_next
         q_prev, q, beta_prev = q, q_next, beta
-    value = torch.einsum("kbn,bk->bn", basis[: coef.shape[1]], coef) * vnorm.unsqueeze(1)
+    value = torch.bmm(coef.unsqueeze(1), basis[:, : coef.shape[1]]).squeeze(1) * vnorm.unsqueeze(1)
     estimate = torch.where(vnorm > 0, estimate, torch.zeros_like(estimate))
     converged = converged | (vnorm == 0)
     return LanczosState(
