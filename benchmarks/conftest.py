@@ -12,6 +12,20 @@ import torch
 torch.set_num_threads(int(os.environ.get("LINEARDIFF_BENCH_THREADS", "2")))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default=None,
+        help="device for the benchmarks that support one (cpu, cuda); sets LINEARDIFF_BENCH_DEVICE",
+    )
+
+
+def pytest_configure(config):
+    device = config.getoption("--device", default=None)
+    if device:
+        os.environ["LINEARDIFF_BENCH_DEVICE"] = device
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled or not session.benchmarks:
