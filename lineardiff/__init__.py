@@ -1,10 +1,56 @@
 """The generalized linear diffusion family ``x_t = A_t x_0 + noise``.
 
 DDPM, VE, Blurring Diffusion, Scale Space Diffusion and SKILD as operator
-choices of one process (built on :mod:`linops`). Work in progress: see the
-project's issues.
+choices of one process, built on :mod:`linops`. Work in progress: the general
+isotropic process, DDPM, Scale Space Diffusion and the schedules of every member
+are here; the other members, training targets and samplers follow.
 """
 
-__all__: list[str] = []
+from ._members import DDPM, ScaleSpaceDiffusion
+from ._process import LinearDiffusion, Posterior
+from ._schedules import (
+    alphas_cumprod,
+    bd_alpha_sigma,
+    bd_blur_sigma,
+    bd_dissipation,
+    convex_decay_levels,
+    cosine_betas,
+    equal_levels,
+    linear_betas,
+    min_snr_weight,
+    pyramid,
+    skild_alphabar,
+    skild_effective_band,
+    skild_lambda,
+    skild_wavenumber2,
+    truncated_cosine_logsnr,
+)
+from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
+
+__all__ = [
+    "DDPM",
+    "LinearDiffusion",
+    "Posterior",
+    "PowerSpectrumFit",
+    "ScaleSpaceDiffusion",
+    "alphas_cumprod",
+    "bd_alpha_sigma",
+    "bd_blur_sigma",
+    "bd_dissipation",
+    "convex_decay_levels",
+    "cosine_betas",
+    "dct_mode_variance",
+    "equal_levels",
+    "fit_power_spectrum",
+    "linear_betas",
+    "min_snr_weight",
+    "power_law_spectrum",
+    "pyramid",
+    "skild_alphabar",
+    "skild_effective_band",
+    "skild_lambda",
+    "skild_wavenumber2",
+    "truncated_cosine_logsnr",
+]
 
 __version__ = "0.1.0"

@@ -1,0 +1,153 @@
+"""Members of the linear diffusion family as operator choices: DDPM and Scale Space Diffusion."""
+
+from __future__ import annotations
+
+import torch
+
+import linops
+
+from ._process import LinearDiffusion
+from ._schedules import (
+    alphas_cumprod,
+    convex_decay_levels,
+    cosine_betas,
+    equal_levels,
+    linear_betas,
+    pyramid,
+)
+
+__all__ = ["DDPM", "ScaleSpaceDiffusion"]
+
+
+def _betas(schedule: str, T: int, where: str) -> torch.Tensor:
+    if schedule == "linear":
+        return linear_betas(T)
+    if schedule == "cosine":
+        return cosine_betas(T)
+    raise ValueError(f"{where}: expected schedule 'linear' or 'cosine', got {schedule!r}")
+
+
+class DDPM(LinearDiffusion):
+    """DDPM (Ho et al. 2020): ``M_t = sqrt(alpha_t) I``, ``sigma_t^2 = 1 - alphabar_t``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Per-sample shape, e.g. ``(C, H, W)``.
+    T : int, default 1000
+    schedule : {"linear", "cosine"}, default "linear"
+        Linear betas from 1e-4 to 0.02 (Ho et al.) or the cosine schedule
+        (Nichol & Dhariwal).
+    betas : Tensor, shape (T,), optional
+        Explicit betas (overrides ``schedule``).
+
+    Examples
+    --------
+    >>> import torch, lineardiff
+    >>> p = lineardiff.DDPM((1, 8, 8), T=100)
+    >>> x0 = torch.zeros(2, 1, 8, 8)
+    >>> p.q_sample(x0, 50).shape
+    torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, shape, *, T: int = 1000, schedule: str = "linear", betas=None) -> None:
+        betas = (
+            _betas(schedule, T, "DDPM")
+            if betas is None
+            else torch.as_tensor(betas, dtype=torch.float64)
+        )
+        abar = alphas_cumprod(betas)
+        sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), (1 - abar).sqrt()])
+        super().__init__(
+            (1 - betas).sqrt().tolist(), [None] * len(betas), sigmas, shape, name="DDPM"
+        )
+        self.betas = betas
+        self.alphas_cumprod = abar
+
+
+class ScaleSpaceDiffusion(LinearDiffusion):
+    """Scale Space Diffusion (SSD): noise and downsample together.
+
+    ``M_t = sqrt(alphabar_t / alphabar_{t-1}) R_{r(t) <- r(t-1)}`` with ``R`` the
+    antialiased bilinear resize (identity while the resolution stays), so that
+    ``A_t = sqrt(alphabar_t)`` times the *chain* of resizes, and
+    ``sigma_t^2 = 1 - alphabar_t`` (linear betas, T = 1000 by default).
+
+    Parameters
+    ----------
+    shape : (C, H, W)
+        Per-sample shape of clean images (``H = W = max_res``).
+    n_levels : int, default 4
+        Resolutions ``max_res / 2^i``, ``i < n_levels``.
+    T : int, default 1000
+    resolution_schedule : {"convex_decay", "equal"}, default "convex_decay"
+    gamma : float, default 0.5
+        Exponent of ConvexDecay_gamma.
+    schedule : {"linear", "cosine"}, default "linear"
+
+    Notes
+    -----
+    The resolution schedules are defined on code timesteps ``0..T-1``
+    (DESIGN.md: with 4 levels at 64 px, ``[0, 437] -> 64``, ...); state ``x_t``
+    (``t = 1..T``) has the resolution of code timestep ``t - 1`` and ``x_0`` the
+    finest one.
+
+    Examples
+    --------
+    >>> import lineardiff
+    >>> p = lineardiff.ScaleSpaceDiffusion((1, 16, 16), n_levels=3, T=100)
+    >>> p.shape_at(0), p.shape_at(100)
+    ((1, 16, 16), (1, 4, 4))
+    """
+
+    def __init__(
+        self,
+        shape,
+        *,
+        n_levels: int = 4,
+        T: int = 1000,
+        resolution_schedule: str = "convex_decay",
+        gamma: float = 0.5,
+        schedule: str = "linear",
+    ) -> None:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ValueError(f"ScaleSpaceDiffusion: expected a square shape (C, H, H), got {shape}")
+        resolutions = pyramid(shape[1], n_levels)
+        if resolution_schedule == "convex_decay":
+            levels = convex_decay_levels(T, n_levels, gamma=gamma)
+        elif resolution_schedule == "equal":
+            levels = equal_levels(T, n_levels)
+        else:
+            raise ValueError(
+                "ScaleSpaceDiffusion: expected resolution_schedule 'convex_decay' or 'equal', "
+                f"got {resolution_schedule!r}"
+            )
+        res_of_state = [shape[1]] + [resolutions[int(i)] for i in levels]
+        betas = _betas(schedule, T, "ScaleSpaceDiffusion")
+        abar = alphas_cumprod(betas)
+        sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), (1 - abar).sqrt()])
+        resizes: dict[tuple[int, int], linops.Resize] = {}
+        bases = []
+        for t in range(1, T + 1):
+            a, b = res_of_state[t - 1], res_of_state[t]
+            if a == b:
+                bases.append(None)
+                continue
+            if (a, b) not in resizes:
+                resizes[(a, b)] = linops.Resize(
+                    (shape[0], a, a), (b, b), mode="bilinear", antialias=True
+                )
+            bases.append(resizes[(a, b)])
+        super().__init__(
+            (1 - betas).sqrt().tolist(), bases, sigmas, shape, name="ScaleSpaceDiffusion"
+        )
+        self.betas = betas
+        self.alphas_cumprod = abar
+        self.resolutions = resolutions
+        self.resolution_of_state = res_of_state
+
+    def resolution_changes(self) -> list[int]:
+        """The steps ``t`` with ``r(t) != r(t-1)`` (kept by every respacing)."""
+        r = self.resolution_of_state
+        return [t for t in range(1, self.T + 1) if r[t] != r[t - 1]]

@@ -1,0 +1,323 @@
+"""The generalized linear diffusion process ``x_t = A_t x_0 + sigma_t eps``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+import linops
+from linops._structure import shifted_kronecker
+
+__all__ = ["LinearDiffusion", "Posterior"]
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _lambda_max_normal(base: linops.LinearOperator) -> float:
+    """``lambda_max(B^T B)``: exact for Kronecker-structured ``B``, Lanczos otherwise."""
+    if isinstance(base, linops.Identity):
+        return 1.0
+    normal = base.H @ base
+    sk = shifted_kronecker(normal, torch.float64, "cpu")
+    if sk is not None and sk.kron is not None and sk.a == 0:
+        lam_h = torch.linalg.eigvalsh((sk.kron.G_h + sk.kron.G_h.T) / 2)
+        lam_w = torch.linalg.eigvalsh((sk.kron.G_w + sk.kron.G_w.T) / 2)
+        return sk.b * max(float(lam_h[-1] * lam_w[-1]), float(lam_h[0] * lam_w[0]))
+    bounds = linops.spectral_bounds(normal, tol=1e-10)
+    return bounds.upper + bounds.upper_error
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The Gaussian ``q(x_s | x_t, x_0)``: a mean and a way to draw its noise.
+
+    Attributes
+    ----------
+    mean : Tensor, shape (N, \\*shape_at(s))
+    sigma : float
+        ``sigma_s``.
+    rho : float
+        ``sigma_s^2 / sigma_t^2``.
+    scale : float
+        The scalar ``c`` of ``M_{s->t} = c B`` (``B`` a chain of base operators).
+    base : LinearOperator or None
+        ``B`` (None when it is the identity).
+    """
+
+    mean: torch.Tensor
+    sigma: float
+    rho: float
+    scale: float
+    base: linops.LinearOperator | None
+
+    def covariance_operator(self) -> linops.LinearOperator:
+        """``I - rho c^2 B^T B`` (the covariance divided by ``sigma_s^2``), implicit."""
+        shape = self.mean.shape[1:]
+        coef = self.rho * self.scale**2
+        if self.base is None:
+            return linops.ScaledIdentity(shape, 1.0 - coef)
+        return linops.Identity(shape) - coef * (self.base.H @ self.base)
+
+    def noise(self, xi: torch.Tensor, **funm_kwargs) -> torch.Tensor:
+        """``sigma_s (I - rho M^T M)^{1/2} xi`` through :func:`linops.sqrtm` (never dense)."""
+        if self.sigma == 0:
+            return torch.zeros_like(xi)
+        return self.sigma * linops.sqrtm(self.covariance_operator(), xi, **funm_kwargs).value
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw ``mean + noise(xi)``, ``xi ~ N(0, I)``."""
+        xi = torch.randn(
+            self.mean.shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
+        )
+        return self.mean + self.noise(xi)
+
+
+class LinearDiffusion:
+    """A linear Gaussian diffusion with isotropic marginals and per-step operators.
+
+    ``x_t = M_t x_{t-1} + eta_t`` for ``t = 1..T`` with ``M_t = c_t B_t`` (a scalar
+    times a base operator that may change the shape, e.g. a resize), and marginals
+    ``x_t = A_t x_0 + sigma_t eps``, ``A_t = M_t ... M_1``. DDPM, Blurring Diffusion in
+    pixel space and Scale Space Diffusion are choices of ``c_t``, ``B_t`` and
+    ``sigma_t`` (DESIGN.md section 0).
+
+    Parameters
+    ----------
+    scales : sequence of float, length T
+        ``c_1 .. c_T``.
+    bases : sequence of LinearOperator or None, length T
+        ``B_1 .. B_T``; ``None`` means the identity. Consecutive shapes must chain.
+    sigmas : sequence of float, length T + 1
+        ``sigma_0 = 0, sigma_1 .. sigma_T``.
+    shape : sequence of int
+        Per-sample shape of ``x_0``.
+
+    Raises
+    ------
+    ValueError
+        When shapes do not chain, sigmas are not finite and non-negative with
+        ``sigma_0 = 0``, or a step is infeasible: the one-step covariance
+        ``sigma_t^2 I - sigma_{t-1}^2 M_t M_t^T`` must be PSD, i.e.
+        ``sigma_t^2 >= sigma_{t-1}^2 c_t^2 lambda_max(B_t^T B_t)`` (SSD Eq. 4). The
+        message names the step and the margin.
+    """
+
+    def __init__(self, scales, bases, sigmas, shape, *, name: str = "LinearDiffusion") -> None:
+        self.name = name
+        scales = [float(c) for c in scales]
+        bases = list(bases)
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+        T = len(scales)
+        if T < 1 or len(bases) != T or sigmas.shape != (T + 1,):
+            raise ValueError(
+                f"{name}: expected T >= 1 scales, T bases and T + 1 sigmas, got {len(scales)}, "
+                f"{len(bases)} and {tuple(sigmas.shape)}"
+            )
+        if not bool(torch.isfinite(sigmas).all()) or bool((sigmas < 0).any()) or sigmas[0] != 0:
+            raise ValueError(
+                f"{name}: expected finite sigmas >= 0 with sigma_0 = 0, "
+                f"got {sigmas[:4].tolist()}..."
+            )
+        shapes = [tuple(int(s) for s in shape)]
+        for t, base in enumerate(bases, start=1):
+            if base is None:
+                shapes.append(shapes[-1])
+                continue
+            if not isinstance(base, linops.LinearOperator):
+                raise TypeError(
+                    f"{name}: expected step {t} base to be a LinearOperator or None, "
+                    f"got {type(base).__name__}"
+                )
+            if base.in_shape != shapes[-1]:
+                raise ValueError(
+                    f"{name}: step {t} expected an operator with in_shape {_fmt(shapes[-1])}, "
+                    f"got {_fmt(base.in_shape)}"
+                )
+            shapes.append(base.out_shape)
+        self.T = T
+        self.scales = scales
+        self.bases = bases
+        self.sigmas = sigmas
+        self._shapes = shapes
+        self._check_feasible()
+
+    # ----------------------------------------------------------- validation
+    def _check_feasible(self) -> None:
+        cache: dict[int, float] = {}
+        for t in range(1, self.T + 1):
+            base = self.bases[t - 1]
+            if base is None:
+                lam = 1.0
+            else:
+                key = id(base)
+                if key not in cache:
+                    cache[key] = _lambda_max_normal(base)
+                lam = cache[key]
+            need = float(self.sigmas[t - 1]) ** 2 * self.scales[t - 1] ** 2 * lam
+            have = float(self.sigmas[t]) ** 2
+            if have < need * (1 - 1e-9) - 1e-15:
+                raise ValueError(
+                    f"{self.name}: step {t} is infeasible: sigma_t^2 = {have:.6g} must be >= "
+                    f"sigma_(t-1)^2 c_t^2 lambda_max(B_t^T B_t) = {need:.6g} "
+                    f"(margin {have - need:.3g}); "
+                    "the one-step noise covariance would not be positive semidefinite"
+                )
+
+    # -------------------------------------------------------------- queries
+    def shape_at(self, t: int) -> tuple[int, ...]:
+        """Per-sample shape of ``x_t``."""
+        return self._shapes[self._check_t(t, "shape_at")]
+
+    def _check_t(self, t, where: str, low: int = 0) -> int:
+        if isinstance(t, torch.Tensor) and t.dim() == 0:
+            t = int(t)
+        if isinstance(t, bool) or not isinstance(t, int) or not low <= t <= self.T:
+            raise ValueError(
+                f"{self.name}.{where}: expected an integer t in [{low}, {self.T}], got {t!r}"
+            )
+        return t
+
+    def sigma(self, t: int) -> float:
+        """``sigma_t``."""
+        return float(self.sigmas[self._check_t(t, "sigma")])
+
+    def _chain(self, s: int, t: int) -> tuple[float, linops.LinearOperator | None]:
+        """``M_{s->t} = c B``: the product of scales and the composed non-identity bases."""
+        c = math.prod(self.scales[s:t])
+        ops = [b for b in self.bases[s:t] if b is not None]
+        if not ops:
+            return c, None
+        base = ops[0]
+        for op in ops[1:]:
+            base = op @ base
+        return c, base
+
+    def transition_operator(self, s: int, t: int) -> linops.LinearOperator:
+        """``M_{s->t} = M_t ... M_{s+1}`` for ``s <= t`` as one implicit operator."""
+        s, t = self._check_t(s, "transition_operator"), self._check_t(t, "transition_operator")
+        if s > t:
+            raise ValueError(f"{self.name}.transition_operator: expected s <= t, got s={s}, t={t}")
+        c, base = self._chain(s, t)
+        if base is None:
+            return linops.ScaledIdentity(self._shapes[s], c)
+        return c * base
+
+    def step_operator(self, t: int) -> linops.LinearOperator:
+        """``M_t``."""
+        t = self._check_t(t, "step_operator", low=1)
+        return self.transition_operator(t - 1, t)
+
+    def signal_operator(self, t: int) -> linops.LinearOperator:
+        """``A_t = M_t ... M_1`` (``A_0 = I``)."""
+        return self.transition_operator(0, self._check_t(t, "signal_operator"))
+
+    def signal_scale(self, t: int) -> float:
+        """``a_t``: the scalar part of ``A_t``."""
+        return math.prod(self.scales[: self._check_t(t, "signal_scale")])
+
+    # ------------------------------------------------------------- sampling
+    def q_sample(self, x0: torch.Tensor, t, noise=None, *, generator=None) -> torch.Tensor:
+        """Draw ``x_t = A_t x_0 + sigma_t eps``.
+
+        Parameters
+        ----------
+        x0 : Tensor, shape (N, \\*shape_at(0))
+        t : int or Tensor of shape (N,)
+            Every ``t`` in a batch must share the chain of base operators (the same
+            resolution path), so that one operator serves the batch.
+        noise : Tensor, shape (N, \\*shape_at(t)), optional
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        Tensor, shape (N, \\*shape_at(t))
+        """
+        where = f"{self.name}.q_sample"
+        if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != self._shapes[0]:
+            got = _fmt(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+            raise ValueError(
+                f"{where}: expected x0 of shape (N, *{_fmt(self._shapes[0])}), got {got}"
+            )
+        n = x0.shape[0]
+        ts = t.tolist() if isinstance(t, torch.Tensor) and t.dim() == 1 else [t] * n
+        if len(ts) != n:
+            raise ValueError(f"{where}: expected t of shape ({n},), got {len(ts)} values")
+        ts = [self._check_t(int(v), "q_sample") for v in ts]
+        chains = {tuple(id(b) for b in self.bases[:v] if b is not None) for v in ts}
+        if len(chains) != 1:
+            raise ValueError(
+                f"{where}: expected timesteps that share one resolution path, got {sorted(set(ts))}"
+            )
+        _, base = self._chain(0, ts[0])
+        signal = x0 if base is None else base.apply(x0)
+        a = torch.tensor([self.signal_scale(v) for v in ts], dtype=x0.dtype, device=x0.device)
+        sig = torch.tensor([self.sigma(v) for v in ts], dtype=x0.dtype, device=x0.device)
+        view = (n,) + (1,) * (signal.dim() - 1)
+        if noise is None:
+            noise = torch.randn(signal.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+        elif tuple(noise.shape) != tuple(signal.shape):
+            raise ValueError(
+                f"{where}: expected noise of shape {_fmt(signal.shape)}, got {_fmt(noise.shape)}"
+            )
+        return a.reshape(view) * signal + sig.reshape(view) * noise
+
+    def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> Posterior:
+        """The exact Gaussian ``q(x_s | x_t, x_0)`` for ``s < t`` (Kalman form, SSD Eq. 6).
+
+        With ``M = M_{s->t} = c B`` and ``rho = sigma_s^2 / sigma_t^2``:
+        ``mean = A_s x_0 + rho M^T (x_t - M A_s x_0)``,
+        ``cov = sigma_s^2 (I - rho M^T M)``.
+
+        Parameters
+        ----------
+        x_t : Tensor, shape (N, \\*shape_at(t))
+        x0 : Tensor, shape (N, \\*shape_at(0))
+            The clean image (or a network's estimate of it).
+        t, s : int
+            ``0 <= s < t <= T``.
+
+        Returns
+        -------
+        Posterior
+        """
+        where = f"{self.name}.posterior"
+        t, s = self._check_t(t, "posterior", low=1), self._check_t(s, "posterior")
+        if s >= t:
+            raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
+        for name, x, shp in (("x_t", x_t, self._shapes[t]), ("x0", x0, self._shapes[0])):
+            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
+                got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
+        a_s, chain_s = self._chain(0, s)
+        mu_s = a_s * (x0 if chain_s is None else chain_s.apply(x0))
+        sig_s, sig_t = self.sigma(s), self.sigma(t)
+        rho = sig_s**2 / sig_t**2
+        c, base = self._chain(s, t)
+        if base is None:
+            mean = mu_s + rho * c * (x_t - c * mu_s)
+        else:
+            mean = mu_s + rho * c * base.apply_adjoint(x_t - c * base.apply(mu_s))
+        return Posterior(mean, sig_s, rho, c, base)
+
+    def prior_sample(
+        self, n: int, *, generator=None, dtype=torch.float32, device=None
+    ) -> torch.Tensor:
+        """``x_T ~ N(0, sigma_T^2 I)`` at ``shape_at(T)`` (the residual signal is dropped)."""
+        shape = (n, *self._shapes[self.T])
+        return self.sigma(self.T) * torch.randn(
+            shape, dtype=dtype, device=device, generator=generator
+        )
+
+    def __repr__(self) -> str:
+        first, last = _fmt(self._shapes[0]), _fmt(self._shapes[self.T])
+        return f"{self.name}(T={self.T}, shape_at(0)={first}, shape_at(T)={last})"
+
+
+def chain_shapes(process: LinearDiffusion) -> Sequence[tuple[int, ...]]:
+    """The per-step shapes ``shape_at(0..T)`` (for tests and samplers)."""
+    return list(process._shapes)
