@@ -6,7 +6,7 @@ isotropic process, DDPM, Scale Space Diffusion and the schedules of every member
 are here; the other members, training targets and samplers follow.
 """
 
-from ._members import DDPM, ScaleSpaceDiffusion
+from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion
 from ._process import LinearDiffusion, Posterior
 from ._schedules import (
     alphas_cumprod,
@@ -28,7 +28,9 @@ from ._schedules import (
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
 
 __all__ = [
+    "BlurringDiffusion",
     "DDPM",
+    "VE",
     "LinearDiffusion",
     "Posterior",
     "PowerSpectrumFit",

@@ -9,6 +9,8 @@ import linops
 from ._process import LinearDiffusion
 from ._schedules import (
     alphas_cumprod,
+    bd_alpha_sigma,
+    bd_dissipation,
     convex_decay_levels,
     cosine_betas,
     equal_levels,
@@ -16,7 +18,7 @@ from ._schedules import (
     pyramid,
 )
 
-__all__ = ["DDPM", "ScaleSpaceDiffusion"]
+__all__ = ["DDPM", "VE", "BlurringDiffusion", "ScaleSpaceDiffusion"]
 
 
 def _betas(schedule: str, T: int, where: str) -> torch.Tensor:
@@ -151,3 +153,103 @@ class ScaleSpaceDiffusion(LinearDiffusion):
         """The steps ``t`` with ``r(t) != r(t-1)`` (kept by every respacing)."""
         r = self.resolution_of_state
         return [t for t in range(1, self.T + 1) if r[t] != r[t - 1]]
+
+
+class VE(LinearDiffusion):
+    """Variance exploding (EDM-style): ``M_t = I``, increasing ``sigma_t``.
+
+    ``sigma_t`` for ``t = 1..T`` follows Karras et al.'s discretisation
+    ``(sigma_min^(1/rho) + (t-1)/(T-1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho``
+    (the DFU paper's process).
+
+    Parameters
+    ----------
+    shape : sequence of int
+    T : int, default 1000
+    sigma_min, sigma_max : float, default 0.002, 80.0
+    rho : float, default 7.0
+
+    Examples
+    --------
+    >>> import lineardiff
+    >>> p = lineardiff.VE((1, 4, 4), T=10)
+    >>> round(p.sigma(1), 3), round(p.sigma(10), 1)
+    (0.002, 80.0)
+    """
+
+    def __init__(
+        self,
+        shape,
+        *,
+        T: int = 1000,
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        rho: float = 7.0,
+    ) -> None:
+        if not (0 < sigma_min < sigma_max) or rho <= 0 or T < 2:
+            raise ValueError(
+                "VE: expected 0 < sigma_min < sigma_max, rho > 0 and T >= 2, "
+                f"got sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}, T={T}"
+            )
+        u = torch.linspace(0, 1, T, dtype=torch.float64)
+        lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+        sig = (lo + u * (hi - lo)) ** rho
+        sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), sig])
+        super().__init__([1.0] * T, [None] * T, sigmas, shape, name="VE")
+
+
+class BlurringDiffusion(LinearDiffusion):
+    """Blurring Diffusion (Hoogeboom & Salimans 2023): heat dissipation in DCT space plus noise.
+
+    ``A_t = V^T diag(a_t d_t) V`` with the orthonormal DCT ``V``,
+    ``d_t = (1 - d_min) exp(-lambda tau_t) + d_min``, ``tau_t = sigma_B(t)^2 / 2``,
+    ``sigma_B(t) = sigma_B_max sin^2(pi t / 2)``, ``lambda_ij = (pi i/H)^2 + (pi j/W)^2``, and
+    ``a_t = sqrt(sigmoid(l_t))``, ``sigma_t = sqrt(sigmoid(-l_t))`` from the truncated
+    cosine log-SNR. States ``t = 1..T`` sit at times ``t / T``; ``x_0`` is the clean image.
+    Each step is ``M_t = (a_t / a_{t-1}) V^T diag(d_t / d_{t-1}) V`` (``a_0 = d_0 = 1``),
+    a :class:`linops.BasisDiagonal`, so posteriors are diagonal in DCT space and exact.
+
+    Parameters
+    ----------
+    shape : (C, H, W)
+    T : int, default 1000
+    sigma_b_max : float, default 20.0
+        ``0`` gives no blur: a DDPM-like process with the same ``a_t`` and ``sigma_t``.
+    d_min : float, default 0.001
+    l_min, l_max : float, default -10, 10
+
+    Examples
+    --------
+    >>> import lineardiff
+    >>> p = lineardiff.BlurringDiffusion((1, 8, 8), T=50)
+    >>> p.shape_at(50)
+    (1, 8, 8)
+    """
+
+    def __init__(
+        self,
+        shape,
+        *,
+        T: int = 1000,
+        sigma_b_max: float = 20.0,
+        d_min: float = 0.001,
+        l_min: float = -10.0,
+        l_max: float = 10.0,
+    ) -> None:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3:
+            raise ValueError(f"BlurringDiffusion: expected shape (C, H, W), got {shape}")
+        times = torch.arange(1, T + 1, dtype=torch.float64) / T
+        a, sig = bd_alpha_sigma(times, l_min=l_min, l_max=l_max)
+        d = bd_dissipation(times, shape[1:], sigma_b_max=sigma_b_max, d_min=d_min)  # (T, H, W)
+        a_prev = torch.cat([torch.ones(1, dtype=torch.float64), a[:-1]])
+        d_prev = torch.cat([torch.ones(1, *shape[1:], dtype=torch.float64), d[:-1]])
+        dct = linops.DCT2(shape)
+        bases = []
+        for t in range(T):
+            ratio = d[t] / d_prev[t]
+            bases.append(None if bool((ratio == 1).all()) else linops.BasisDiagonal(dct, ratio))
+        sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), sig])
+        super().__init__((a / a_prev).tolist(), bases, sigmas, shape, name="BlurringDiffusion")
+        self.a = torch.cat([torch.ones(1, dtype=torch.float64), a])
+        self.dissipation = torch.cat([torch.ones(1, *shape[1:], dtype=torch.float64), d])

@@ -22,6 +22,8 @@ def _lambda_max_normal(base: linops.LinearOperator) -> float:
     """``lambda_max(B^T B)``: exact for Kronecker-structured ``B``, Lanczos otherwise."""
     if isinstance(base, linops.Identity):
         return 1.0
+    if isinstance(base, linops.BasisDiagonal):
+        return float(base.diag.abs().max()) ** 2
     normal = base.H @ base
     sk = shifted_kronecker(normal, torch.float64, "cpu")
     if sk is not None and sk.kron is not None and sk.a == 0:
@@ -61,6 +63,8 @@ class Posterior:
         coef = self.rho * self.scale**2
         if self.base is None:
             return linops.ScaledIdentity(shape, 1.0 - coef)
+        if isinstance(self.base, linops.BasisDiagonal):  # stays diagonal: f(cov) is exact
+            return self.base.with_diag(1.0 - coef * self.base.diag.abs() ** 2)
         return linops.Identity(shape) - coef * (self.base.H @ self.base)
 
     def noise(self, xi: torch.Tensor, **funm_kwargs) -> torch.Tensor:
@@ -192,6 +196,11 @@ class LinearDiffusion:
         ops = [b for b in self.bases[s:t] if b is not None]
         if not ops:
             return c, None
+        if all(isinstance(b, linops.BasisDiagonal) and b.basis is ops[0].basis for b in ops):
+            diag = ops[0].diag
+            for op in ops[1:]:
+                diag = diag * op.diag
+            return c, ops[0].with_diag(diag)  # diagonal in one basis: the product of diagonals
         base = ops[0]
         for op in ops[1:]:
             base = op @ base
@@ -228,8 +237,8 @@ class LinearDiffusion:
         ----------
         x0 : Tensor, shape (N, \\*shape_at(0))
         t : int or Tensor of shape (N,)
-            Every ``t`` in a batch must share the chain of base operators (the same
-            resolution path), so that one operator serves the batch.
+            The states of a batch must share one shape (one resolution); the signal
+            operator is applied once per distinct ``t``.
         noise : Tensor, shape (N, \\*shape_at(t)), optional
         generator : torch.Generator, optional
 
@@ -248,13 +257,19 @@ class LinearDiffusion:
         if len(ts) != n:
             raise ValueError(f"{where}: expected t of shape ({n},), got {len(ts)} values")
         ts = [self._check_t(int(v), "q_sample") for v in ts]
-        chains = {tuple(id(b) for b in self.bases[:v] if b is not None) for v in ts}
-        if len(chains) != 1:
+        shapes = {self._shapes[v] for v in ts}
+        if len(shapes) != 1:
             raise ValueError(
-                f"{where}: expected timesteps that share one resolution path, got {sorted(set(ts))}"
+                f"{where}: expected timesteps whose states share one shape, got t in "
+                f"{sorted(set(ts))} with shapes {sorted(shapes)}"
             )
-        _, base = self._chain(0, ts[0])
-        signal = x0 if base is None else base.apply(x0)
+        signal = x0.new_empty((n, *self._shapes[ts[0]]))
+        index = torch.tensor(ts, device=x0.device)
+        for v in sorted(set(ts)):  # one operator application per distinct t
+            rows = (index == v).nonzero().flatten()
+            _, base = self._chain(0, v)
+            part = x0[rows]
+            signal[rows] = part if base is None else base.apply(part)
         a = torch.tensor([self.signal_scale(v) for v in ts], dtype=x0.dtype, device=x0.device)
         sig = torch.tensor([self.sigma(v) for v in ts], dtype=x0.dtype, device=x0.device)
         view = (n,) + (1,) * (signal.dim() - 1)

@@ -176,7 +176,7 @@ def test_q_sample_vectorised_over_t_within_a_resolution():
     for i, t in enumerate(ts.tolist()):
         torch.testing.assert_close(batch[i : i + 1], p.q_sample(x0[i : i + 1], t, noise[i : i + 1]))
     with pytest.raises(
-        ValueError, match=r"expected timesteps that share one resolution path, got \[1, 20\]"
+        ValueError, match=r"expected timesteps whose states share one shape, got t in \[1, 20\]"
     ):
         p.q_sample(x0[:2], torch.tensor([1, 20]))
 
@@ -227,3 +227,74 @@ def test_public_names():
         "LinearDiffusion",
         "Posterior",
     }
+
+
+def test_blurring_diffusion_without_blur_is_the_ddpm_like_process():
+    bd = lineardiff.BlurringDiffusion((1, 8, 8), T=30, sigma_b_max=0.0)
+    same = LinearDiffusion(bd.scales, [None] * 30, bd.sigmas, (1, 8, 8))
+    x0 = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    noise = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    for t in (1, 15, 30):
+        torch.testing.assert_close(bd.q_sample(x0, t, noise), same.q_sample(x0, t, noise))
+        xt = same.q_sample(x0, t, noise)
+        torch.testing.assert_close(
+            bd.posterior(xt, x0, t, t - 1).mean, same.posterior(xt, x0, t, t - 1).mean
+        )
+
+
+def test_blurring_diffusion_marginal_is_a_t_d_t_in_dct_space():
+    bd = lineardiff.BlurringDiffusion((1, 8, 8), T=40)
+    x0 = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    for t in (5, 20, 40):
+        want = linops.idct2(bd.a[t] * bd.dissipation[t] * linops.dct2(x0))
+        torch.testing.assert_close(bd.signal_operator(t).apply(x0), want, rtol=1e-12, atol=1e-13)
+    ts = torch.tensor([3, 17, 40])
+    noise = torch.zeros(3, 1, 8, 8, dtype=torch.float64)
+    batch = bd.q_sample(torch.cat([x0, x0[:1]]), ts, noise)
+    for i, t in enumerate(ts.tolist()):
+        torch.testing.assert_close(
+            batch[i], bd.signal_operator(t).apply(torch.cat([x0, x0[:1]])[i])
+        )
+
+
+def test_blurring_diffusion_posterior_against_dense_and_monte_carlo():
+    bd = lineardiff.BlurringDiffusion((1, 8, 8), T=40)
+    t, s = 30, 27
+    x0 = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    xt = bd.q_sample(x0, t, generator=torch.Generator().manual_seed(0))
+    post = bd.posterior(xt, x0, t, s)
+    A_s, M = _dense(bd.signal_operator(s)), _dense(bd.transition_operator(s, t))
+    sig_s2, sig_t2 = bd.sigma(s) ** 2, bd.sigma(t) ** 2
+    K = sig_s2 * M.T / sig_t2
+    mu_s = x0.reshape(1, -1) @ A_s.T
+    mean = mu_s + (xt.reshape(1, -1) - mu_s @ M.T) @ K.T
+    cov = sig_s2 * torch.eye(64, dtype=torch.float64) - K @ M * sig_s2
+    torch.testing.assert_close(post.mean.reshape(1, -1), mean, rtol=1e-12, atol=1e-12)
+    n = 20000
+    xi = torch.randn(n, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    eta = post.noise(xi).reshape(n, -1)
+    assert torch.linalg.matrix_norm(eta.T @ eta / n - cov) <= _mc_tolerance(cov, n)
+    _check_directional_variances(eta, cov)
+
+
+def test_ve_sigmas_and_posterior():
+    p = lineardiff.VE((1, 4, 4), T=20)
+    sig = torch.tensor([p.sigma(t) for t in range(1, 21)], dtype=torch.float64)
+    assert (
+        (sig[1:] > sig[:-1]).all()
+        and sig[0] == pytest.approx(0.002)
+        and sig[-1] == pytest.approx(80.0)
+    )
+    x0, xt = (
+        torch.zeros(1, 1, 4, 4, dtype=torch.float64),
+        torch.ones(1, 1, 4, 4, dtype=torch.float64),
+    )
+    post = p.posterior(xt, x0, 10, 9)
+    rho = p.sigma(9) ** 2 / p.sigma(10) ** 2
+    # VE posterior: mean = rho x_t + (1 - rho) x_0, variance sigma_s^2 (1 - rho)
+    torch.testing.assert_close(post.mean, rho * xt)
+    assert post.sigma**2 * post.covariance_operator().scale == pytest.approx(
+        p.sigma(9) ** 2 * (1 - rho)
+    )
+    with pytest.raises(ValueError, match=r"VE: expected 0 < sigma_min < sigma_max"):
+        lineardiff.VE((1, 4, 4), sigma_min=1.0, sigma_max=0.5)
