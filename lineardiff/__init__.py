@@ -8,6 +8,7 @@ are here; the other members, training targets and samplers follow.
 
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion
 from ._process import LinearDiffusion, Posterior
+from ._sampling import ancestral_sample, respace
 from ._schedules import (
     alphas_cumprod,
     bd_alpha_sigma,
@@ -36,6 +37,7 @@ __all__ = [
     "PowerSpectrumFit",
     "ScaleSpaceDiffusion",
     "alphas_cumprod",
+    "ancestral_sample",
     "bd_alpha_sigma",
     "bd_blur_sigma",
     "bd_dissipation",
@@ -48,6 +50,7 @@ __all__ = [
     "min_snr_weight",
     "power_law_spectrum",
     "pyramid",
+    "respace",
     "skild_alphabar",
     "skild_effective_band",
     "skild_lambda",

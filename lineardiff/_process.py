@@ -281,6 +281,20 @@ class LinearDiffusion:
             )
         return a.reshape(view) * signal + sig.reshape(view) * noise
 
+    def _check_pair(self, t, s, **tensors) -> tuple[int, int]:
+        """Validate ``0 <= s < t <= T`` and the shapes of the named state tensors."""
+        where = f"{self.name}.posterior"
+        t, s = self._check_t(t, "posterior", low=1), self._check_t(s, "posterior")
+        if s >= t:
+            raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
+        expected = {"x_t": self._shapes[t], "x0": self._shapes[0], "signal_s": self._shapes[s]}
+        for name, x in tensors.items():
+            shp = expected[name]
+            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
+                got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
+        return t, s
+
     def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> Posterior:
         """The exact Gaussian ``q(x_s | x_t, x_0)`` for ``s < t`` (Kalman form, SSD Eq. 6).
 
@@ -300,16 +314,28 @@ class LinearDiffusion:
         -------
         Posterior
         """
-        where = f"{self.name}.posterior"
-        t, s = self._check_t(t, "posterior", low=1), self._check_t(s, "posterior")
-        if s >= t:
-            raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
-        for name, x, shp in (("x_t", x_t, self._shapes[t]), ("x0", x0, self._shapes[0])):
-            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
-                got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
-        a_s, chain_s = self._chain(0, s)
-        mu_s = a_s * (x0 if chain_s is None else chain_s.apply(x0))
+        t, s = self._check_pair(t, s, x_t=x_t, x0=x0)
+        _, chain_s = self._chain(0, s)
+        return self.posterior_from_signal(x_t, x0 if chain_s is None else chain_s.apply(x0), t, s)
+
+    def posterior_from_signal(self, x_t: torch.Tensor, signal_s: torch.Tensor, t: int, s: int):
+        """:meth:`posterior` given ``B_{0->s} x_0`` (the clean image carried to state ``s``).
+
+        This is what a network predicts when the shape changes (SSD predicts the
+        clean image at the next resolution): ``A_s x_0 = a_s B_{0->s} x_0``.
+
+        Parameters
+        ----------
+        x_t : Tensor, shape (N, \\*shape_at(t))
+        signal_s : Tensor, shape (N, \\*shape_at(s))
+        t, s : int
+
+        Returns
+        -------
+        Posterior
+        """
+        t, s = self._check_pair(t, s, x_t=x_t, signal_s=signal_s)
+        mu_s = self.signal_scale(s) * signal_s
         sig_s, sig_t = self.sigma(s), self.sigma(t)
         rho = sig_s**2 / sig_t**2
         c, base = self._chain(s, t)
@@ -318,6 +344,25 @@ class LinearDiffusion:
         else:
             mean = mu_s + rho * c * base.apply_adjoint(x_t - c * base.apply(mu_s))
         return Posterior(mean, sig_s, rho, c, base)
+
+    def signal_from_noise(self, x_t: torch.Tensor, eps: torch.Tensor, t: int, s: int):
+        """``B_{0->s} x_0`` from a noise prediction ``eps`` at state ``t`` (``s < t``).
+
+        ``B_{0->t} x_0 = (x_t - sigma_t eps) / a_t``; carried back to ``s`` through the
+        inverse of ``B_{s->t}``, which exists for identities and invertible
+        ``BasisDiagonal`` chains (DDPM, VE, Blurring Diffusion). Across a resolution
+        change predict the signal instead.
+        """
+        signal_t = (x_t - self.sigma(t) * eps) / self.signal_scale(t)
+        _, base = self._chain(s, t)
+        if base is None:
+            return signal_t
+        if isinstance(base, linops.BasisDiagonal):
+            return base.with_diag(1.0 / base.diag).apply(signal_t)
+        raise ValueError(
+            f"{self.name}.signal_from_noise: expected an invertible step between s={s} and t={t} "
+            f"(identity or BasisDiagonal), got {base.name}; use a signal (x0) prediction"
+        )
 
     def prior_sample(
         self, n: int, *, generator=None, dtype=torch.float32, device=None

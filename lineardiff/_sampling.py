@@ -1,0 +1,163 @@
+"""Ancestral sampling from the exact posterior, with respacing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ._process import LinearDiffusion
+
+__all__ = ["ancestral_sample", "respace"]
+
+_PREDICTIONS = ("signal", "eps")
+
+
+def respace(process: LinearDiffusion, num_steps: int) -> list[int]:
+    """A decreasing subsequence of ``T..1`` with about ``num_steps`` evenly spaced steps.
+
+    Every step where the state's shape changes (SSD's resolution changes) is kept,
+    together with the step before it, so that the network is only asked to predict
+    one resolution ahead.
+
+    Parameters
+    ----------
+    process : LinearDiffusion
+    num_steps : int
+        Number of evenly spaced steps (at least 1; at most ``T``).
+
+    Returns
+    -------
+    list of int
+        Strictly decreasing, starting at ``T`` and ending at 1.
+
+    Examples
+    --------
+    >>> import lineardiff
+    >>> lineardiff.respace(lineardiff.DDPM((1, 4, 4), T=100), 5)
+    [100, 75, 50, 26, 1]
+    """
+    if not isinstance(process, LinearDiffusion):
+        raise TypeError(f"respace: expected a LinearDiffusion, got {type(process).__name__}")
+    T = process.T
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(f"respace: expected num_steps in [1, {T}], got {num_steps!r}")
+    if num_steps == 1:
+        steps = {T}
+    else:
+        steps = {round(1 + i * (T - 1) / (num_steps - 1)) for i in range(num_steps)}
+    for t in range(1, T + 1):
+        if process.shape_at(t) != process.shape_at(t - 1):
+            steps.update({t, max(t - 1, 1)})
+    steps.update({T, 1})
+    return sorted(steps, reverse=True)
+
+
+def ancestral_sample(
+    model: Callable,
+    process: LinearDiffusion,
+    n: int,
+    *,
+    timesteps: Sequence[int] | None = None,
+    prediction: str = "signal",
+    clip: float | None = None,
+    callback: Callable | None = None,
+    progress: bool = True,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> torch.Tensor:
+    """Sample by walking the exact posterior ``q(x_s | x_t, x0_hat)`` from ``T`` to ``0``.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x_t, t, out_shape) -> prediction`` with ``x_t`` of shape
+        ``(n, *shape_at(t))``, ``t`` a long tensor ``(n,)`` and ``out_shape`` the
+        per-sample shape the prediction must have. With ``prediction="signal"`` it
+        returns the clean image carried to the next state ``s``,
+        ``B_{0->s} x_0`` of shape ``shape_at(s)`` (x0 itself for DDPM, VE; SSD's clean
+        image at the next resolution); with ``"eps"`` the noise of shape
+        ``shape_at(t)``.
+    process : LinearDiffusion
+    n : int
+        Number of samples.
+    timesteps : sequence of int, optional
+        Decreasing states to visit, from ``T`` (default: all of ``T..1``; see
+        :func:`respace`). The walk ends at state 0.
+    prediction : {"signal", "eps"}, default "signal"
+    clip : float, optional
+        Clamp the predicted signal to ``[-clip, clip]`` (x0-clipping).
+    callback : callable, optional
+        ``callback(t, s, x_s, signal_s)`` after each step.
+    progress : bool, default True
+        A tqdm progress bar.
+    generator : torch.Generator, optional
+    x_T : Tensor, optional
+        Start state (default :meth:`LinearDiffusion.prior_sample`).
+    dtype, device
+        Of the samples.
+
+    Returns
+    -------
+    Tensor, shape (n, \\*shape_at(0))
+
+    Examples
+    --------
+    >>> import torch, lineardiff
+    >>> p = lineardiff.DDPM((1, 4, 4), T=50)
+    >>> target = torch.full((1, 4, 4), 0.5)
+    >>> oracle = lambda x, t, shape: target.expand(x.shape[0], *shape)
+    >>> x = lineardiff.ancestral_sample(oracle, p, 3, timesteps=lineardiff.respace(p, 10),
+    ...                                 progress=False)
+    >>> torch.allclose(x, target.expand(3, 1, 4, 4))
+    True
+    """
+    where = "ancestral_sample"
+    if not isinstance(process, LinearDiffusion):
+        raise TypeError(f"{where}: expected a LinearDiffusion, got {type(process).__name__}")
+    if prediction not in _PREDICTIONS:
+        raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
+    steps = list(range(process.T, 0, -1)) if timesteps is None else [int(t) for t in timesteps]
+    if (
+        not steps
+        or steps[0] != process.T
+        or any(a <= b for a, b in zip(steps, steps[1:], strict=False))
+        or steps[-1] < 1
+    ):
+        raise ValueError(
+            f"{where}: expected strictly decreasing timesteps from T={process.T} down to >= 1, "
+            f"got {steps[:5]}{'...' if len(steps) > 5 else ''}"
+        )
+    x = (
+        process.prior_sample(n, generator=generator, dtype=dtype, device=device)
+        if x_T is None
+        else x_T
+    )
+    pairs = list(zip(steps, steps[1:] + [0], strict=True))
+    for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
+        t_batch = torch.full((n,), t, dtype=torch.long, device=x.device)
+        if prediction == "signal":
+            signal = model(x, t_batch, process.shape_at(s))
+            _check_output(signal, (n, *process.shape_at(s)), where, t)
+        else:
+            eps = model(x, t_batch, process.shape_at(t))
+            _check_output(eps, (n, *process.shape_at(t)), where, t)
+            signal = process.signal_from_noise(x, eps, t, s)
+        if clip is not None:
+            signal = signal.clamp(-clip, clip)
+        post = process.posterior_from_signal(x, signal, t, s)
+        x = post.mean if s == 0 else post.sample(generator)
+        if callback is not None:
+            callback(t, s, x, signal)
+    return x
+
+
+def _check_output(out, shape, where, t):
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(shape):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"{where}: expected the model to return shape {tuple(shape)} at t={t}, got {got}"
+        )
