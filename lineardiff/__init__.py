@@ -27,6 +27,7 @@ from ._schedules import (
     truncated_cosine_logsnr,
 )
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
+from ._training import default_prediction, loss_weight, sample_timesteps, training_target
 
 __all__ = [
     "BlurringDiffusion",
@@ -44,17 +45,21 @@ __all__ = [
     "convex_decay_levels",
     "cosine_betas",
     "dct_mode_variance",
+    "default_prediction",
     "equal_levels",
     "fit_power_spectrum",
     "linear_betas",
+    "loss_weight",
     "min_snr_weight",
     "power_law_spectrum",
     "pyramid",
     "respace",
+    "sample_timesteps",
     "skild_alphabar",
     "skild_effective_band",
     "skild_lambda",
     "skild_wavenumber2",
+    "training_target",
     "truncated_cosine_logsnr",
 ]
 
