@@ -8,7 +8,7 @@ are here; the other members, training targets and samplers follow.
 
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion
 from ._process import LinearDiffusion, Posterior
-from ._sampling import ancestral_sample, respace
+from ._sampling import ancestral_sample, respace, upscale
 from ._schedules import (
     alphas_cumprod,
     bd_alpha_sigma,
@@ -61,6 +61,7 @@ __all__ = [
     "skild_wavenumber2",
     "training_target",
     "truncated_cosine_logsnr",
+    "upscale",
 ]
 
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ._process import LinearDiffusion
 
-__all__ = ["ancestral_sample", "respace"]
+__all__ = ["ancestral_sample", "respace", "upscale"]
 
 _PREDICTIONS = ("signal", "eps")
 
@@ -96,7 +96,8 @@ def ancestral_sample(
         A tqdm progress bar.
     generator : torch.Generator, optional
     x_T : Tensor, optional
-        Start state (default :meth:`LinearDiffusion.prior_sample`).
+        Start state at ``timesteps[0]`` (default: :meth:`LinearDiffusion.prior_sample`
+        at ``T``). Super-resolution starts inside the chain this way.
     dtype, device
         Of the samples.
 
@@ -121,14 +122,17 @@ def ancestral_sample(
     if prediction not in _PREDICTIONS:
         raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
     steps = list(range(process.T, 0, -1)) if timesteps is None else [int(t) for t in timesteps]
+    top = process.T if x_T is None or not steps else steps[0]
     if (
         not steps
-        or steps[0] != process.T
+        or steps[0] != top
+        or steps[0] > process.T
         or any(a <= b for a, b in zip(steps, steps[1:], strict=False))
         or steps[-1] < 1
     ):
         raise ValueError(
-            f"{where}: expected strictly decreasing timesteps from T={process.T} down to >= 1, "
+            f"{where}: expected strictly decreasing timesteps from T={process.T} (or from the "
+            "state of a given x_T) down to >= 1, "
             f"got {steps[:5]}{'...' if len(steps) > 5 else ''}"
         )
     x = (
@@ -161,3 +165,61 @@ def _check_output(out, shape, where, t):
         raise ValueError(
             f"{where}: expected the model to return shape {tuple(shape)} at t={t}, got {got}"
         )
+
+
+def upscale(
+    model: Callable,
+    process: LinearDiffusion,
+    y: torch.Tensor,
+    *,
+    num_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    **sample_kwargs,
+) -> torch.Tensor:
+    """Super-resolution with one unconditional model: enter the chain at ``y``'s resolution.
+
+    For a process whose states shrink (Scale Space Diffusion), the first state
+    ``t*`` with ``y``'s shape carries ``A_{t*} x_0 = a_{t*} y`` for the clean
+    low-resolution image ``y``; start there, ``x_{t*} = a_{t*} y + sigma_{t*} eps``,
+    and walk the posterior back to state 0.
+
+    Parameters
+    ----------
+    model : callable
+        As for :func:`ancestral_sample` (signal prediction).
+    process : LinearDiffusion
+    y : Tensor, shape (N, \\*shape_at(t*))
+        Low-resolution images, on the process's pyramid.
+    num_steps : int, optional
+        Respace the remaining chain (:func:`respace`); default every step.
+    generator : torch.Generator, optional
+    **sample_kwargs
+        ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
+
+    Returns
+    -------
+    Tensor, shape (N, \\*shape_at(0))
+    """
+    if not isinstance(process, LinearDiffusion):
+        raise TypeError(f"upscale: expected a LinearDiffusion, got {type(process).__name__}")
+    shape = tuple(y.shape[1:])
+    starts = [t for t in range(1, process.T + 1) if process.shape_at(t) == shape]
+    if not starts:
+        sizes = sorted({process.shape_at(t) for t in range(process.T + 1)})
+        raise ValueError(f"upscale: expected y with a per-sample shape in {sizes}, got {shape}")
+    start = starts[0]
+    steps = [t for t in (respace(process, num_steps) if num_steps else range(process.T, 0, -1))]
+    steps = [start] + [t for t in steps if t < start]
+    noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
+    x = process.signal_scale(start) * y + process.sigma(start) * noise
+    return ancestral_sample(
+        model,
+        process,
+        y.shape[0],
+        timesteps=steps,
+        x_T=x,
+        generator=generator,
+        dtype=y.dtype,
+        device=y.device,
+        **sample_kwargs,
+    )

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 import lineardiff
-from lineardiff import DDPM, BlurringDiffusion, ScaleSpaceDiffusion, ancestral_sample, respace
+from lineardiff import (
+    DDPM,
+    BlurringDiffusion,
+    ScaleSpaceDiffusion,
+    ancestral_sample,
+    respace,
+    upscale,
+)
 
 
 def _signal_oracle(process, x0):
@@ -141,3 +148,31 @@ def test_clip_and_errors():
 
 def test_public():
     assert {"ancestral_sample", "respace"} <= set(lineardiff.__all__)
+
+
+@pytest.mark.parametrize("low", [8, 4])
+def test_super_resolution_with_an_oracle_returns_the_truth(low):
+    p = ScaleSpaceDiffusion((1, 16, 16), n_levels=3, T=60)
+    x0 = torch.randn(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y = torch.nn.functional.interpolate(x0, size=(low, low), mode="bilinear", antialias=True)
+    if low == 4:  # the chain of resizes, as the process defines the 4 px level
+        y = torch.nn.functional.interpolate(
+            torch.nn.functional.interpolate(x0, size=(8, 8), mode="bilinear", antialias=True),
+            size=(4, 4),
+            mode="bilinear",
+            antialias=True,
+        )
+    seen = []
+    out = upscale(
+        _signal_oracle(p, x0),
+        p,
+        y,
+        num_steps=10,
+        progress=False,
+        callback=lambda t, s, x, sig: seen.append(t),
+    )
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-12)
+    start = min(t for t in range(1, p.T + 1) if p.shape_at(t) == (1, low, low))
+    assert seen[0] == start
+    with pytest.raises(ValueError, match=r"upscale: expected y with a per-sample shape in"):
+        upscale(_signal_oracle(p, x0), p, torch.zeros(1, 1, 5, 5), progress=False)
