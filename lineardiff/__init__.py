@@ -6,7 +6,7 @@ isotropic process, DDPM, Scale Space Diffusion and the schedules of every member
 are here; the other members, training targets and samplers follow.
 """
 
-from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion
+from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._process import LinearDiffusion, Posterior
 from ._sampling import ancestral_sample, respace, upscale
 from ._schedules import (
@@ -44,6 +44,7 @@ __all__ = [
     "bd_dissipation",
     "convex_decay_levels",
     "cosine_betas",
+    "custom",
     "dct_mode_variance",
     "default_prediction",
     "equal_levels",

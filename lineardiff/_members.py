@@ -18,7 +18,7 @@ from ._schedules import (
     pyramid,
 )
 
-__all__ = ["DDPM", "VE", "BlurringDiffusion", "ScaleSpaceDiffusion"]
+__all__ = ["DDPM", "VE", "BlurringDiffusion", "ScaleSpaceDiffusion", "custom"]
 
 
 def _betas(schedule: str, T: int, where: str) -> torch.Tensor:
@@ -253,3 +253,36 @@ class BlurringDiffusion(LinearDiffusion):
         super().__init__((a / a_prev).tolist(), bases, sigmas, shape, name="BlurringDiffusion")
         self.a = torch.cat([torch.ones(1, dtype=torch.float64), a])
         self.dissipation = torch.cat([torch.ones(1, *shape[1:], dtype=torch.float64), d])
+
+
+def custom(steps, sigmas, shape, *, name: str = "custom") -> LinearDiffusion:
+    """A process from your own per-step operators ``M_1..M_T`` and noise levels.
+
+    Parameters
+    ----------
+    steps : sequence of LinearOperator or None
+        ``M_t`` for ``t = 1..T`` (``None``: identity); shapes must chain.
+    sigmas : sequence of float
+        ``sigma_1..sigma_T`` (``sigma_0 = 0`` is prepended) or ``sigma_0..sigma_T``.
+    shape : sequence of int
+        Per-sample shape of ``x_0``.
+    name : str, default "custom"
+
+    Returns
+    -------
+    LinearDiffusion
+        Validated: shapes chain and every step is feasible.
+
+    Examples
+    --------
+    >>> import linops, lineardiff
+    >>> R = linops.Resize((1, 8, 8), (4, 4))
+    >>> p = lineardiff.custom([None, R, None], [0.1, 0.2, 0.3], (1, 8, 8))
+    >>> p.shape_at(3)
+    (1, 4, 4)
+    """
+    steps = list(steps)
+    sigmas = [float(v) for v in sigmas]
+    if len(sigmas) == len(steps):
+        sigmas = [0.0, *sigmas]
+    return LinearDiffusion([1.0] * len(steps), steps, sigmas, shape, name=name)
