@@ -140,12 +140,13 @@ def test_posterior_noise_covariance_by_monte_carlo():
     _check_directional_variances(eta, want)
 
 
-def test_chained_transitions_reproduce_the_marginal():
-    p = ScaleSpaceDiffusion((1, 8, 8), n_levels=2, T=12)
+@pytest.mark.parametrize("size,levels", [(8, 2), (16, 3)])
+def test_chained_transitions_reproduce_the_marginal(size, levels):
+    p = ScaleSpaceDiffusion((1, size, size), n_levels=levels, T=12)
     n = 20000
     g = torch.Generator().manual_seed(2)
-    x0 = torch.linspace(-1, 1, 64, dtype=torch.float64).reshape(1, 1, 8, 8)
-    x = x0.expand(n, 1, 8, 8)
+    x0 = torch.linspace(-1, 1, size * size, dtype=torch.float64).reshape(1, 1, size, size)
+    x = x0.expand(n, 1, size, size)
     for t in range(1, p.T + 1):
         M = p.step_operator(t)
         # one-step noise covariance sigma_t^2 I - sigma_{t-1}^2 M M^T, drawn through sqrtm
