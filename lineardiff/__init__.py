@@ -7,8 +7,8 @@ are here; the other members, training targets and samplers follow.
 """
 
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
-from ._process import LinearDiffusion, Posterior
-from ._sampling import ancestral_sample, respace, upscale
+from ._process import DiffusionProcess, LinearDiffusion, Posterior
+from ._sampling import ancestral_sample, respace, skild_upscale, upscale
 from ._schedules import (
     alphas_cumprod,
     bd_alpha_sigma,
@@ -26,16 +26,20 @@ from ._schedules import (
     skild_wavenumber2,
     truncated_cosine_logsnr,
 )
+from ._skild import SKILD, DiagonalPosterior
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
 from ._training import default_prediction, loss_weight, sample_timesteps, training_target
 
 __all__ = [
     "BlurringDiffusion",
     "DDPM",
+    "DiagonalPosterior",
+    "DiffusionProcess",
     "VE",
     "LinearDiffusion",
     "Posterior",
     "PowerSpectrumFit",
+    "SKILD",
     "ScaleSpaceDiffusion",
     "alphas_cumprod",
     "ancestral_sample",
@@ -59,6 +63,7 @@ __all__ = [
     "skild_alphabar",
     "skild_effective_band",
     "skild_lambda",
+    "skild_upscale",
     "skild_wavenumber2",
     "training_target",
     "truncated_cosine_logsnr",

@@ -11,7 +11,7 @@ import torch
 import linops
 from linops._structure import shifted_kronecker
 
-__all__ = ["LinearDiffusion", "Posterior"]
+__all__ = ["DiffusionProcess", "LinearDiffusion", "Posterior"]
 
 
 def _fmt(shape) -> str:
@@ -81,7 +81,41 @@ class Posterior:
         return self.mean + self.noise(xi)
 
 
-class LinearDiffusion:
+class DiffusionProcess:
+    """What samplers and training need from a process (states ``t = 0..T``, ``x_0`` clean).
+
+    Subclasses provide ``T``, ``name``, ``shape_at``, ``q_sample``, ``posterior``,
+    ``posterior_from_signal``, ``signal_from_noise`` and ``prior_sample``.
+    """
+
+    T: int
+    name: str
+
+    def _check_t(self, t, where: str, low: int = 0) -> int:
+        if isinstance(t, torch.Tensor) and t.dim() == 0:
+            t = int(t)
+        if isinstance(t, bool) or not isinstance(t, int) or not low <= t <= self.T:
+            raise ValueError(
+                f"{self.name}.{where}: expected an integer t in [{low}, {self.T}], got {t!r}"
+            )
+        return t
+
+    def _check_pair(self, t, s, **tensors) -> tuple[int, int]:
+        """Validate ``0 <= s < t <= T`` and the shapes of the named state tensors."""
+        where = f"{self.name}.posterior"
+        t, s = self._check_t(t, "posterior", low=1), self._check_t(s, "posterior")
+        if s >= t:
+            raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
+        expected = {"x_t": self.shape_at(t), "x0": self.shape_at(0), "signal_s": self.shape_at(s)}
+        for name, x in tensors.items():
+            shp = expected[name]
+            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
+                got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
+        return t, s
+
+
+class LinearDiffusion(DiffusionProcess):
     """A linear Gaussian diffusion with isotropic marginals and per-step operators.
 
     ``x_t = M_t x_{t-1} + eta_t`` for ``t = 1..T`` with ``M_t = c_t B_t`` (a scalar
@@ -177,15 +211,6 @@ class LinearDiffusion:
         """Per-sample shape of ``x_t``."""
         return self._shapes[self._check_t(t, "shape_at")]
 
-    def _check_t(self, t, where: str, low: int = 0) -> int:
-        if isinstance(t, torch.Tensor) and t.dim() == 0:
-            t = int(t)
-        if isinstance(t, bool) or not isinstance(t, int) or not low <= t <= self.T:
-            raise ValueError(
-                f"{self.name}.{where}: expected an integer t in [{low}, {self.T}], got {t!r}"
-            )
-        return t
-
     def sigma(self, t: int) -> float:
         """``sigma_t``."""
         return float(self.sigmas[self._check_t(t, "sigma")])
@@ -280,20 +305,6 @@ class LinearDiffusion:
                 f"{where}: expected noise of shape {_fmt(signal.shape)}, got {_fmt(noise.shape)}"
             )
         return a.reshape(view) * signal + sig.reshape(view) * noise
-
-    def _check_pair(self, t, s, **tensors) -> tuple[int, int]:
-        """Validate ``0 <= s < t <= T`` and the shapes of the named state tensors."""
-        where = f"{self.name}.posterior"
-        t, s = self._check_t(t, "posterior", low=1), self._check_t(s, "posterior")
-        if s >= t:
-            raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
-        expected = {"x_t": self._shapes[t], "x0": self._shapes[0], "signal_s": self._shapes[s]}
-        for name, x in tensors.items():
-            shp = expected[name]
-            if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
-                got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
-        return t, s
 
     def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> Posterior:
         """The exact Gaussian ``q(x_s | x_t, x_0)`` for ``s < t`` (Kalman form, SSD Eq. 6).

@@ -7,14 +7,14 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ._process import LinearDiffusion
+from ._process import DiffusionProcess
 
-__all__ = ["ancestral_sample", "respace", "upscale"]
+__all__ = ["ancestral_sample", "respace", "skild_upscale", "upscale"]
 
 _PREDICTIONS = ("signal", "eps")
 
 
-def respace(process: LinearDiffusion, num_steps: int) -> list[int]:
+def respace(process: DiffusionProcess, num_steps: int) -> list[int]:
     """A decreasing subsequence of ``T..1`` with about ``num_steps`` evenly spaced steps.
 
     Every step where the state's shape changes (SSD's resolution changes) is kept,
@@ -38,8 +38,8 @@ def respace(process: LinearDiffusion, num_steps: int) -> list[int]:
     >>> lineardiff.respace(lineardiff.DDPM((1, 4, 4), T=100), 5)
     [100, 75, 50, 26, 1]
     """
-    if not isinstance(process, LinearDiffusion):
-        raise TypeError(f"respace: expected a LinearDiffusion, got {type(process).__name__}")
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(f"respace: expected a diffusion process, got {type(process).__name__}")
     T = process.T
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T:
         raise ValueError(f"respace: expected num_steps in [1, {T}], got {num_steps!r}")
@@ -56,7 +56,7 @@ def respace(process: LinearDiffusion, num_steps: int) -> list[int]:
 
 def ancestral_sample(
     model: Callable,
-    process: LinearDiffusion,
+    process: DiffusionProcess,
     n: int,
     *,
     timesteps: Sequence[int] | None = None,
@@ -117,8 +117,8 @@ def ancestral_sample(
     True
     """
     where = "ancestral_sample"
-    if not isinstance(process, LinearDiffusion):
-        raise TypeError(f"{where}: expected a LinearDiffusion, got {type(process).__name__}")
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
     if prediction not in _PREDICTIONS:
         raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
     steps = list(range(process.T, 0, -1)) if timesteps is None else [int(t) for t in timesteps]
@@ -169,7 +169,7 @@ def _check_output(out, shape, where, t):
 
 def upscale(
     model: Callable,
-    process: LinearDiffusion,
+    process: DiffusionProcess,
     y: torch.Tensor,
     *,
     num_steps: int | None = None,
@@ -200,8 +200,8 @@ def upscale(
     -------
     Tensor, shape (N, \\*shape_at(0))
     """
-    if not isinstance(process, LinearDiffusion):
-        raise TypeError(f"upscale: expected a LinearDiffusion, got {type(process).__name__}")
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(f"upscale: expected a diffusion process, got {type(process).__name__}")
     shape = tuple(y.shape[1:])
     starts = [t for t in range(1, process.T + 1) if process.shape_at(t) == shape]
     if not starts:
@@ -219,6 +219,69 @@ def upscale(
         timesteps=steps,
         x_T=x,
         generator=generator,
+        dtype=y.dtype,
+        device=y.device,
+        **sample_kwargs,
+    )
+
+
+def skild_upscale(
+    model: Callable,
+    process,
+    y: torch.Tensor,
+    *,
+    tau: float = 0.1,
+    num_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    **sample_kwargs,
+) -> torch.Tensor:
+    """SKILD super-resolution: start where the effective band drops to ``y``'s resolution.
+
+    ``n0`` is the first state with ``r_eff(n0 / N) <= h`` (:meth:`SKILD.start_step`);
+    ``X_{n0} = sqrt(alphabar) X_in + sqrt((1 - alphabar) S_0) eps`` with ``X_in`` the DCT of
+    ``y`` embedded in the high-resolution grid (:meth:`SKILD.embed`). Any factor works,
+    non-integer ones included.
+
+    Parameters
+    ----------
+    model : callable
+        Noise prediction ``model(x_t, t, shape)``.
+    process : SKILD
+    y : Tensor, shape (N, C, h, w)
+    tau : float, default 0.1
+        SNR threshold of the effective band.
+    num_steps : int, optional
+        Respace the remaining chain.
+    generator : torch.Generator, optional
+    **sample_kwargs
+        ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
+
+    Returns
+    -------
+    Tensor, shape (N, C, H, W)
+    """
+    from ._skild import SKILD
+
+    if not isinstance(process, SKILD):
+        raise TypeError(f"skild_upscale: expected a SKILD process, got {type(process).__name__}")
+    if y.dim() != 4 or y.shape[1] != process.shape[0] or y.shape[-1] > process.shape[-1]:
+        raise ValueError(
+            f"skild_upscale: expected y of shape (N, {process.shape[0]}, h, w) with w <= "
+            f"{process.shape[-1]}, got {tuple(y.shape)}"
+        )
+    start = process.start_step(y.shape[-2], tau=tau)
+    x_in = process.embed(y)
+    x = process.q_sample(x_in, start, generator=generator)
+    steps = [t for t in (respace(process, num_steps) if num_steps else range(process.T, 0, -1))]
+    steps = [start] + [t for t in steps if t < start]
+    return ancestral_sample(
+        model,
+        process,
+        y.shape[0],
+        timesteps=steps,
+        x_T=x,
+        generator=generator,
+        prediction="eps",
         dtype=y.dtype,
         device=y.device,
         **sample_kwargs,

@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 
 from ._members import ScaleSpaceDiffusion
-from ._process import LinearDiffusion
+from ._process import DiffusionProcess
 from ._schedules import min_snr_weight
 
 __all__ = ["default_prediction", "loss_weight", "sample_timesteps", "training_target"]
 
 
-def default_prediction(process: LinearDiffusion) -> str:
+def default_prediction(process: DiffusionProcess) -> str:
     """``"signal"`` for Scale Space Diffusion (the clean image at the next resolution),
     ``"eps"`` for the others (DDPM, VE, Blurring Diffusion)."""
     return "signal" if isinstance(process, ScaleSpaceDiffusion) else "eps"
 
 
 def _prediction(process, prediction, where):
-    if not isinstance(process, LinearDiffusion):
-        raise TypeError(f"{where}: expected a LinearDiffusion, got {type(process).__name__}")
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
     prediction = default_prediction(process) if prediction is None else prediction
     if prediction not in ("signal", "eps"):
         raise ValueError(f"{where}: expected prediction 'signal' or 'eps', got {prediction!r}")
@@ -58,6 +58,8 @@ def training_target(process, x0, t, noise, *, prediction=None) -> torch.Tensor:
     prediction = _prediction(process, prediction, "training_target")
     if prediction == "eps":
         return noise
+    if not hasattr(process, "_chain"):
+        return x0  # the signal is x0 itself (SKILD)
     ts = t if isinstance(t, torch.Tensor) and t.dim() == 1 else torch.full((x0.shape[0],), int(t))
     shapes = {process.shape_at(int(v) - 1) for v in ts.unique().tolist()}
     if len(shapes) != 1:
@@ -125,9 +127,9 @@ def sample_timesteps(
     >>> len({p.shape_at(int(v)) for v in t})
     1
     """
-    if not isinstance(process, LinearDiffusion):
+    if not isinstance(process, DiffusionProcess):
         raise TypeError(
-            f"sample_timesteps: expected a LinearDiffusion, got {type(process).__name__}"
+            f"sample_timesteps: expected a diffusion process, got {type(process).__name__}"
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"sample_timesteps: expected batch_size >= 1, got {batch_size!r}")
