@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ import torch
 import linops
 
 from ._process import DiffusionProcess, _fmt
-from ._schedules import skild_alphabar, skild_effective_band
+from ._schedules import skild_lambda, skild_wavenumber2
 from ._spectrum import PowerSpectrumFit
 
 __all__ = ["SKILD", "DiagonalPosterior"]
@@ -65,8 +66,17 @@ class SKILD(DiffusionProcess):
         ``S_0(k)`` in our orthonormal DCT normalisation, e.g.
         ``fit_power_spectrum(data)``.
     T : int, default 1000
-    k_c, lambda_f, theta : float, default 3.0, 1.57, 5.0
+    lambda_schedule : {"linear", "log_linear"}, default "linear"
+        ``"linear"`` in wavenumber, ``lambda(t) = theta t / (lambda_i (1 - t) + lambda_f)^2``
+        with ``lambda_i = sqrt(2) pi (H - 1)``; ``"log_linear"``,
+        ``lambda(t) = t 10^(lambda_i + (lambda_f - lambda_i) t)`` (the authors' ablation,
+        with ``lambda_i = -3.75``, ``lambda_f = -2.0``, ``k_c = 31.2`` there).
+    k_c, theta : float, default 3.0, 5.0
         The generation configuration of the paper's code (DESIGN.md).
+    lambda_f : float, optional
+        Default 1.57 (linear) or -2.0 (log-linear).
+    lambda_i : float, optional
+        Overrides the schedule's ``lambda_i``.
 
     Notes
     -----
@@ -88,9 +98,11 @@ class SKILD(DiffusionProcess):
         spectrum,
         *,
         T: int = 1000,
+        lambda_schedule: str = "linear",
         k_c: float = 3.0,
-        lambda_f: float = 1.57,
+        lambda_f: float | None = None,
         theta: float = 5.0,
+        lambda_i: float | None = None,
     ) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3:
@@ -114,9 +126,24 @@ class SKILD(DiffusionProcess):
         self.shape = shape
         self.spectrum = spectrum.to(torch.float64)
         times = torch.arange(0, T + 1, dtype=torch.float64) / T
-        self.alphabar = skild_alphabar(times, hw, k_c=k_c, lambda_f=lambda_f, theta=theta)
-        self.variance = (1 - self.alphabar) * self.spectrum  # (T + 1, H, W)
-        self.lambda_kwargs = {"lambda_f": lambda_f, "theta": theta}
+        if lambda_schedule == "linear":
+            lambda_f = 1.57 if lambda_f is None else lambda_f
+            if lambda_i is None:
+                lam = skild_lambda(times, hw[0], lambda_f=lambda_f, theta=theta)
+            else:
+                lam = theta * times / (lambda_i * (1 - times) + lambda_f) ** 2
+        elif lambda_schedule == "log_linear":
+            li = -3.75 if lambda_i is None else lambda_i
+            lambda_f = -2.0 if lambda_f is None else lambda_f
+            lam = times * 10 ** (li + (lambda_f - li) * times)
+        else:
+            raise ValueError(
+                f"SKILD: expected lambda_schedule 'linear' or 'log_linear', got {lambda_schedule!r}"
+            )
+        k2 = skild_wavenumber2(hw).clamp_min(k_c**2)
+        self.lam = lam  # (T + 1,)
+        self.alphabar = torch.exp(-k2 * lam[:, None, None])  # (T + 1, H, W)
+        self.variance = (1 - self.alphabar) * self.spectrum
         if not bool((self.alphabar[1:] <= self.alphabar[:-1]).all()):
             raise ValueError("SKILD: expected alphabar_t(k) non-increasing in t for every mode")
         self.dct = linops.DCT2(shape)
@@ -180,9 +207,12 @@ class SKILD(DiffusionProcess):
         return linops.idct2(self.variance[self.T].sqrt().to(e) * linops.dct2(e))
 
     def start_step(self, low_res: int, *, tau: float = 0.1) -> int:
-        """The first state whose effective band ``r_eff`` is at most ``low_res`` (SR entry)."""
-        times = torch.arange(1, self.T + 1, dtype=torch.float64) / self.T
-        band = skild_effective_band(times, self.shape[1], tau=tau, **self.lambda_kwargs)
+        """The first state whose effective band is at most ``low_res`` (SR entry).
+
+        ``r_eff(t) = sqrt(ln(1 + 1/tau) / lambda(t)) / (sqrt(2) pi)``: the modes still above
+        a per-mode SNR ``tau`` (SNR = alphabar / (1 - alphabar) since ``S_0`` matches the data).
+        """
+        band = (math.log(1 + 1 / tau) / self.lam[1:]).sqrt() / (math.sqrt(2) * math.pi)
         below = (band <= low_res).nonzero().flatten()
         return int(below[0]) + 1 if below.numel() else self.T
 

@@ -136,3 +136,21 @@ def test_errors():
     p = _proc()
     with pytest.raises(ValueError, match=r"SKILD.posterior: expected s < t, got s=3, t=2"):
         p.posterior(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), 2, 3)
+
+
+def test_linear_schedule_matches_the_schedule_functions_and_log_linear_is_monotone():
+    from lineardiff import skild_alphabar, skild_effective_band
+
+    p = SKILD((1, 16, 16), FIT, T=50)
+    times = torch.arange(0, 51, dtype=torch.float64) / 50
+    torch.testing.assert_close(p.alphabar, skild_alphabar(times, (16, 16)))
+    band = skild_effective_band(times[1:], 16)
+    assert p.start_step(8) == int((band <= 8).nonzero()[0]) + 1
+    q = SKILD((1, 16, 16), FIT, T=50, lambda_schedule="log_linear", k_c=31.2)
+    assert bool((q.alphabar[1:] <= q.alphabar[:-1]).all()) and q.alphabar[0].min() == 1
+    lam = times * 10 ** (-3.75 + 1.75 * times)
+    torch.testing.assert_close(q.lam, lam)
+    with pytest.raises(
+        ValueError, match=r"expected lambda_schedule 'linear' or 'log_linear', got 'cosine'"
+    ):
+        SKILD((1, 8, 8), FIT, lambda_schedule="cosine")
