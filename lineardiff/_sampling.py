@@ -173,6 +173,7 @@ def upscale(
     y: torch.Tensor,
     *,
     num_steps: int | None = None,
+    consistency: bool = False,
     generator: torch.Generator | None = None,
     **sample_kwargs,
 ) -> torch.Tensor:
@@ -192,6 +193,11 @@ def upscale(
         Low-resolution images, on the process's pyramid.
     num_steps : int, optional
         Respace the remaining chain (:func:`respace`); default every step.
+    consistency : bool, default False
+        Data-consistency projection: replace each predicted signal ``z`` (at a finer
+        resolution than ``y``) by ``z + D^+ (y - D z)``, ``D`` the chain of resizes down
+        to ``y``'s resolution and ``D^+`` its pseudo-inverse (:func:`linops.pinv`), so
+        that the output downsamples exactly to ``y``.
     generator : torch.Generator, optional
     **sample_kwargs
         ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
@@ -212,6 +218,8 @@ def upscale(
     steps = [start] + [t for t in steps if t < start]
     noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
     x = process.signal_scale(start) * y + process.sigma(start) * noise
+    if consistency:
+        model = _consistent(model, process, y, start)
     return ancestral_sample(
         model,
         process,
@@ -223,6 +231,27 @@ def upscale(
         device=y.device,
         **sample_kwargs,
     )
+
+
+def _consistent(model, process, y, start):
+    """Wrap a signal model with the projection ``z + D^+ (y - D z)`` (see :func:`upscale`)."""
+    import linops
+
+    cache: dict = {}
+
+    def projected(x, t, out_shape):
+        z = model(x, t, out_shape)
+        key = tuple(out_shape)
+        if key == tuple(y.shape[1:]):
+            return z
+        if key not in cache:
+            s = max(u for u in range(start) if process.shape_at(u) == key)
+            _, down = process._chain(s, start)
+            cache[key] = (down, linops.pinv(down))
+        down, up = cache[key]
+        return z + up.apply(y - down.apply(z))
+
+    return projected
 
 
 def skild_upscale(

@@ -17,6 +17,7 @@ from ._function import FunctionOperator
 from ._funm import ConvergenceError, FunmResult, expm, funm, invsqrtm, logm, sqrtm
 from ._fused import kron_matvec, lanczos_step, triton_available
 from ._kronecker import Kronecker
+from ._pinv import pinv
 from ._resize import Resize
 from ._scipy import as_scipy
 from ._spectral import PowerIterationResult, lambda_max, spectral_norm
@@ -55,6 +56,7 @@ __all__ = [
     "kron_matvec",
     "lambda_max",
     "lanczos_step",
+    "pinv",
     "logm",
     "spectral_bounds",
     "spectral_norm",

@@ -176,3 +176,16 @@ def test_super_resolution_with_an_oracle_returns_the_truth(low):
     assert seen[0] == start
     with pytest.raises(ValueError, match=r"upscale: expected y with a per-sample shape in"):
         upscale(_signal_oracle(p, x0), p, torch.zeros(1, 1, 5, 5), progress=False)
+
+
+def test_consistency_projection_makes_the_output_downsample_to_the_input():
+    p = ScaleSpaceDiffusion((1, 16, 16), n_levels=2, T=40)
+    y = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    blind = lambda x, t, shape: torch.zeros(x.shape[0], *shape, dtype=x.dtype)  # noqa: E731
+    out = upscale(blind, p, y, num_steps=8, consistency=True, progress=False)
+    down = torch.nn.functional.interpolate(out, size=(8, 8), mode="bilinear", antialias=True)
+    torch.testing.assert_close(down, y, rtol=0, atol=1e-10)
+    plain = upscale(blind, p, y, num_steps=8, progress=False)
+    assert (
+        torch.nn.functional.interpolate(plain, size=(8, 8), mode="bilinear", antialias=True) - y
+    ).abs().max() > 0.1
