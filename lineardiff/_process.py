@@ -138,8 +138,8 @@ class LinearDiffusion(DiffusionProcess):
     Raises
     ------
     ValueError
-        When shapes do not chain, sigmas are not finite and non-negative with
-        ``sigma_0 = 0``, or a step is infeasible: the one-step covariance
+        When shapes do not chain, sigmas are not finite, non-negative and
+        non-decreasing with ``sigma_0 = 0``, or a step is infeasible: the one-step covariance
         ``sigma_t^2 I - sigma_{t-1}^2 M_t M_t^T`` must be PSD, i.e.
         ``sigma_t^2 >= sigma_{t-1}^2 c_t^2 lambda_max(B_t^T B_t)`` (SSD Eq. 4). The
         message names the step and the margin.
@@ -160,6 +160,13 @@ class LinearDiffusion(DiffusionProcess):
             raise ValueError(
                 f"{name}: expected finite sigmas >= 0 with sigma_0 = 0, "
                 f"got {sigmas[:4].tolist()}..."
+            )
+        drops = (sigmas[1:] < sigmas[:-1]).nonzero().flatten()
+        if drops.numel():
+            t = int(drops[0]) + 1
+            raise ValueError(
+                f"{name}: expected non-decreasing sigmas, got sigma_{t} = {float(sigmas[t]):.6g} < "
+                f"sigma_{t - 1} = {float(sigmas[t - 1]):.6g} at step {t}"
             )
         shapes = [tuple(int(s) for s in shape)]
         for t, base in enumerate(bases, start=1):

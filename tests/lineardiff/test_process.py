@@ -185,13 +185,19 @@ def test_q_sample_vectorised_over_t_within_a_resolution():
 def test_infeasible_and_malformed_processes_are_refused():
     R = linops.Resize((1, 8, 8), (4, 4))
     with pytest.raises(
-        ValueError, match=r"step 2 is infeasible: sigma_t\^2 = 0\.04 must be >= .* \(margin -"
+        ValueError,
+        match=r"step 2 is infeasible: sigma_t\^2 = 0\.36 must be >= .* = 1\.018\d* \(margin -0\.658\)",
     ):
-        LinearDiffusion([1.0, 1.0], [None, 2.0 * R], [0.0, 0.5, 0.2], (1, 8, 8))
+        LinearDiffusion([1.0, 1.0], [None, 4.0 * R], [0.0, 0.5, 0.6], (1, 8, 8))
     with pytest.raises(
         ValueError, match=r"step 2 expected an operator with in_shape \(1, 4, 4\), got \(1, 8, 8\)"
     ):
         LinearDiffusion([1.0, 1.0], [R, R], [0.0, 0.5, 0.9], (1, 8, 8))
+    with pytest.raises(
+        ValueError,
+        match=r"expected non-decreasing sigmas, got sigma_2 = 0.3 < sigma_1 = 0.5 at step 2",
+    ):
+        LinearDiffusion([1.0, 1.0], [None, None], [0.0, 0.5, 0.3], (1, 8, 8))
     with pytest.raises(ValueError, match=r"expected finite sigmas >= 0 with sigma_0 = 0"):
         LinearDiffusion([1.0], [None], [0.1, 0.5], (1, 8, 8))
     with pytest.raises(

@@ -86,5 +86,7 @@ def test_errors():
         loss_weight(p, 3, prediction="v")
     with pytest.raises(ValueError, match=r"sample_timesteps: expected batch_size >= 1, got 0"):
         sample_timesteps(p, 0)
-    with pytest.raises(TypeError, match=r"training_target: expected a diffusion process, got Resize"):
+    with pytest.raises(
+        TypeError, match=r"training_target: expected a diffusion process, got Resize"
+    ):
         training_target(linops.Resize((4, 4), (2, 2)), None, 1, None)
