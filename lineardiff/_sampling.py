@@ -214,8 +214,7 @@ def upscale(
         sizes = sorted({process.shape_at(t) for t in range(process.T + 1)})
         raise ValueError(f"upscale: expected y with a per-sample shape in {sizes}, got {shape}")
     start = starts[0]
-    steps = [t for t in (respace(process, num_steps) if num_steps else range(process.T, 0, -1))]
-    steps = [start] + [t for t in steps if t < start]
+    steps = _steps_from(process, start, num_steps)
     noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
     x = process.signal_scale(start) * y + process.sigma(start) * noise
     if consistency:
@@ -231,6 +230,12 @@ def upscale(
         device=y.device,
         **sample_kwargs,
     )
+
+
+def _steps_from(process, start: int, num_steps: int | None) -> list[int]:
+    """``start`` followed by the (respaced) steps below it: the tail of the chain for SR."""
+    steps = respace(process, num_steps) if num_steps else range(process.T, 0, -1)
+    return [start] + [t for t in steps if t < start]
 
 
 def _consistent(model, process, y, start):
@@ -301,8 +306,7 @@ def skild_upscale(
     start = process.start_step(y.shape[-2], tau=tau)
     x_in = process.embed(y)
     x = process.q_sample(x_in, start, generator=generator)
-    steps = [t for t in (respace(process, num_steps) if num_steps else range(process.T, 0, -1))]
-    steps = [start] + [t for t in steps if t < start]
+    steps = _steps_from(process, start, num_steps)
     return ancestral_sample(
         model,
         process,
