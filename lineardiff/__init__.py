@@ -1,9 +1,8 @@
 """The generalized linear diffusion family ``x_t = A_t x_0 + noise``.
 
 DDPM, VE, Blurring Diffusion, Scale Space Diffusion and SKILD as operator
-choices of one process, built on :mod:`linops`. Work in progress: the general
-isotropic process, DDPM, Scale Space Diffusion and the schedules of every member
-are here; the other members, training targets and samplers follow.
+choices of one process, built on :mod:`linops`: exact posteriors, ancestral
+sampling with respacing, super-resolution, training targets and timestep samplers.
 """
 
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
