@@ -5,6 +5,15 @@ choices of one process, built on :mod:`linops`: exact posteriors, ancestral
 sampling with respacing, super-resolution, training targets and timestep samplers.
 """
 
+from ._checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    capture_rng,
+    check_state_matches,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._process import DiffusionProcess, LinearDiffusion, Posterior
 from ._sampling import ancestral_sample, respace, skild_upscale, upscale
@@ -31,6 +40,8 @@ from ._training import default_prediction, loss_weight, sample_timesteps, traini
 
 __all__ = [
     "BlurringDiffusion",
+    "Checkpoint",
+    "CheckpointError",
     "DDPM",
     "DiagonalPosterior",
     "DiffusionProcess",
@@ -45,6 +56,8 @@ __all__ = [
     "bd_alpha_sigma",
     "bd_blur_sigma",
     "bd_dissipation",
+    "capture_rng",
+    "check_state_matches",
     "convex_decay_levels",
     "cosine_betas",
     "custom",
@@ -53,12 +66,15 @@ __all__ = [
     "equal_levels",
     "fit_power_spectrum",
     "linear_betas",
+    "load_checkpoint",
     "loss_weight",
     "min_snr_weight",
     "power_law_spectrum",
     "pyramid",
     "respace",
+    "restore_rng",
     "sample_timesteps",
+    "save_checkpoint",
     "skild_alphabar",
     "skild_effective_band",
     "skild_lambda",
