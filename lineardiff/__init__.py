@@ -36,6 +36,7 @@ from ._schedules import (
 )
 from ._skild import SKILD, DiagonalPosterior
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
+from ._train import TrainConfig, TrainResult, as_denoiser, train
 from ._training import default_prediction, loss_weight, sample_timesteps, training_target
 
 __all__ = [
@@ -50,9 +51,12 @@ __all__ = [
     "Posterior",
     "PowerSpectrumFit",
     "SKILD",
+    "TrainConfig",
+    "TrainResult",
     "ScaleSpaceDiffusion",
     "alphas_cumprod",
     "ancestral_sample",
+    "as_denoiser",
     "bd_alpha_sigma",
     "bd_blur_sigma",
     "bd_dissipation",
@@ -80,6 +84,7 @@ __all__ = [
     "skild_lambda",
     "skild_upscale",
     "skild_wavenumber2",
+    "train",
     "training_target",
     "truncated_cosine_logsnr",
     "upscale",

@@ -62,16 +62,54 @@ def default_spacing(L: int) -> int:
     return max(1, round(10 * (L / 16) ** 0.57))
 
 
+_U = np.uint64
+
+
+@numba.njit(cache=False, inline="always")
+def _rotl(x, k):  # pragma: no cover - compiled
+    return (x << _U(k)) | (x >> _U(64 - k))
+
+
+@numba.njit(cache=False, inline="always")
+def _next(s):  # pragma: no cover - compiled
+    """xoshiro256** (Blackman and Vigna 2018): one 64-bit draw, state ``s`` updated in place.
+
+    Inlined by hand instead of ``np.random`` because the RNG call is the inner loop's cost.
+    """
+    result = _rotl(s[1] * _U(5), 7) * _U(9)
+    t = s[1] << _U(17)
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = _rotl(s[3], 45)
+    return result
+
+
 @numba.njit(cache=False)
-def _wolff_chain(L, p_add, seed, thermal_sites, n_save, spacing):  # pragma: no cover - compiled
-    """One Wolff chain: hot start, thermalise, then save every ``spacing`` cluster flips."""
-    np.random.seed(seed)
+def _wolff_chain(L, threshold, state, thermal_sites, n_save, spacing):  # pragma: no cover
+    """One Wolff chain: hot start, thermalise, then save every ``spacing`` cluster flips.
+
+    An aligned neighbour joins the cluster when a uniform 64-bit draw is below ``threshold``
+    (``p_add * 2^64``); a random site is ``(draw >> 32) * N >> 32`` (Lemire's multiply-shift).
+    """
+    s = state.copy()
     N = L * L
+    nbr = np.empty((N, 4), np.int32)
+    for r in range(L):
+        for c in range(L):
+            x = r * L + c
+            nbr[x, 0] = ((r - 1) % L) * L + c
+            nbr[x, 1] = ((r + 1) % L) * L + c
+            nbr[x, 2] = r * L + (c - 1) % L
+            nbr[x, 3] = r * L + (c + 1) % L
     spins = np.empty(N, np.int8)
     for i in range(N):
-        spins[i] = 1 if np.random.random() < 0.5 else -1
+        spins[i] = 1 if (_next(s) >> _U(63)) == _U(0) else -1
     stack = np.empty(N, np.int32)
     out = np.empty((n_save, N), np.int8)
+    n_u = _U(N)
 
     flipped = 0
     saved = 0
@@ -79,7 +117,7 @@ def _wolff_chain(L, p_add, seed, thermal_sites, n_save, spacing):  # pragma: no 
     # the loop ends after thermalisation once n_save configurations are stored
     while saved < n_save or flipped < thermal_sites:
         # one cluster flip; spins are flipped as they join, so no visited mask is needed
-        site = np.random.randint(N)
+        site = np.int64(((_next(s) >> _U(32)) * n_u) >> _U(32))
         old = spins[site]
         new = -old
         spins[site] = new
@@ -89,14 +127,9 @@ def _wolff_chain(L, p_add, seed, thermal_sites, n_save, spacing):  # pragma: no 
         while top > 0:
             top -= 1
             x = stack[top]
-            r = x // L
-            c = x - r * L
-            up = x - L if r > 0 else x + N - L
-            down = x + L if r < L - 1 else x - N + L
-            left = x - 1 if c > 0 else x + L - 1
-            right = x + 1 if c < L - 1 else x - L + 1
-            for y in (up, down, left, right):
-                if spins[y] == old and np.random.random() < p_add:
+            for j in range(4):
+                y = nbr[x, j]
+                if spins[y] == old and _next(s) < threshold:
                     spins[y] = new
                     stack[top] = y
                     top += 1
@@ -180,14 +213,18 @@ def wolff_configurations(
         raise ValueError(f"{where}: expected a finite temperature T > 0, got {T}")
 
     p_add = -math.expm1(-2.0 / T)
+    # p_add * 2^64 as an integer threshold; p_add < 1 for T > 0 but may round to 2^64 in float
+    threshold = np.uint64(min(math.ldexp(p_add, 64), 2.0**64 - 2048))
     counts = [n // chains + (c < n % chains) for c in range(chains)]
     children = np.random.SeedSequence(seed).spawn(chains)
     blocks = []
     for count, child in zip(counts, children, strict=True):
         if count == 0:
             continue
-        chain_seed = int(child.generate_state(1, np.uint32)[0])
-        blocks.append(_wolff_chain(L, p_add, chain_seed, thermalize_sweeps * L * L, count, spacing))
+        state = child.generate_state(4, np.uint64)
+        state[0] |= np.uint64(1)  # xoshiro's state must not be all zero
+        sites = thermalize_sweeps * L * L
+        blocks.append(_wolff_chain(L, threshold, state, sites, count, spacing))
     return np.concatenate(blocks).reshape(n, L, L)
 
 
