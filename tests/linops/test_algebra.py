@@ -48,8 +48,10 @@ def test_composition_matches_matrix_product(chain):
     for o, m in zip(ops[1:], mats[1:], strict=False):
         op = op @ o
         want = want @ m
-    check_dense(op, reference=want)
-    dottest(op, dtype=torch.float32)
+    # the reference product itself rounds at ~eps * prod ||A_i||, which exceeds
+    # eps * ||prod A_i|| when the random factors cancel: a 100x wider margin than the default
+    check_dense(op, reference=want, C=1000.0)
+    dottest(op, dtype=torch.float32, C=1000.0)
 
 
 @given(n=st.integers(1, 6), m=st.integers(1, 6), c1=st.floats(-3, 3), c2=st.floats(-3, 3))
