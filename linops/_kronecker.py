@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _banded
 from ._base import LinearOperator
 from ._utils import TensorCache, as_shape, complex_dtype, dense_copy, format_shape, real_dtype
 
@@ -139,10 +140,31 @@ class Kronecker(LinearOperator):
     def _supports_complex(self) -> bool:
         return True
 
+    def _banded(self, x, adjoint: bool):
+        """The compiled banded route for large real images, or None (see :mod:`_banded`)."""
+        out_hw = self.in_shape[-2:] if adjoint else self.out_shape[-2:]
+        if self.is_complex or x.requires_grad or out_hw[0] * out_hw[1] < _banded.MIN_PIXELS:
+            return None
+
+        def build():
+            mh, mw = self.factor_matrices(dtype=torch.float64)
+            left, right = (mh.T, mw.T) if adjoint else (mh, mw)
+            bands = (_banded.band(left), _banded.band(right))
+            return None if None in bands else bands
+
+        bands = self._factor_cache.get(("band", adjoint), build)
+        return None if bands is None else _banded.two_sided(x, bands[0], bands[1], out_hw)
+
     def _apply(self, x):
+        fast = self._banded(x, adjoint=False)
+        if fast is not None:
+            return fast
         x, mh, mw = self._matrices_for(x)
         return self._two_sided(x, mh, mw.transpose(0, 1))
 
     def _apply_adjoint(self, y):
+        fast = self._banded(y, adjoint=True)
+        if fast is not None:
+            return fast
         y, mh, mw = self._matrices_for(y)
         return self._two_sided(y, mh.mH, mw.conj())
