@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -394,8 +393,3 @@ class LinearDiffusion(DiffusionProcess):
     def __repr__(self) -> str:
         first, last = _fmt(self._shapes[0]), _fmt(self._shapes[self.T])
         return f"{self.name}(T={self.T}, shape_at(0)={first}, shape_at(T)={last})"
-
-
-def chain_shapes(process: LinearDiffusion) -> Sequence[tuple[int, ...]]:
-    """The per-step shapes ``shape_at(0..T)`` (for tests and samplers)."""
-    return list(process._shapes)

@@ -40,9 +40,15 @@ class PowerIterationResult:
     converged: bool
 
 
-def _check(A, tol, max_iters, where):
+def _check(A, tol, max_iters, where, *, square=False):
+    """Shared argument checks of the spectral estimators."""
     if not isinstance(A, LinearOperator):
         raise TypeError(f"{where}: expected a LinearOperator, got {type(A).__name__}")
+    if square and A.in_shape != A.out_shape:
+        raise ValueError(
+            f"{where}: expected a square operator, got in_shape {A.in_shape} and "
+            f"out_shape {A.out_shape}"
+        )
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"{where}: expected tol > 0, got {tol!r}")
     if not (isinstance(max_iters, int) and max_iters >= 1):
@@ -113,12 +119,7 @@ def lambda_max(
     >>> round(res.value, 6), res.converged  # the constant image is kept as is
     (1.0, True)
     """
-    _check(A, tol, max_iters, "lambda_max")
-    if A.in_shape != A.out_shape:
-        raise ValueError(
-            f"lambda_max: expected a square operator, got in_shape {A.in_shape} and "
-            f"out_shape {A.out_shape}"
-        )
+    _check(A, tol, max_iters, "lambda_max", square=True)
     return _power(
         A.apply,
         A.in_shape,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ._base import LinearOperator
+from ._spectral import _check
 
 __all__ = ["SpectralBounds", "spectral_bounds"]
 
@@ -79,19 +80,9 @@ def spectral_bounds(
     >>> round(b.upper, 6), b.converged, b.upper_error < 1e-9
     (0.251232, True, True)
     """
-    if not isinstance(A, LinearOperator):
-        raise TypeError(f"spectral_bounds: expected a LinearOperator, got {type(A).__name__}")
-    if A.in_shape != A.out_shape:
-        raise ValueError(
-            f"spectral_bounds: expected a square operator, got in_shape {A.in_shape} "
-            f"and out_shape {A.out_shape}"
-        )
+    _check(A, tol, max_iters, "spectral_bounds", square=True)
     if A.is_complex:
         raise ValueError("spectral_bounds: expected a real operator, got a complex one")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"spectral_bounds: expected tol > 0, got {tol!r}")
-    if not (isinstance(max_iters, int) and max_iters >= 1):
-        raise ValueError(f"spectral_bounds: expected max_iters >= 1, got {max_iters!r}")
     if generator is None:
         generator = torch.Generator(device="cpu").manual_seed(0)
     n = A.shape[0]

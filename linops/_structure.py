@@ -8,7 +8,6 @@ import torch
 
 from ._algebra import Adjoint, Composed, Scaled, Sum
 from ._base import LinearOperator
-from ._basis_diagonal import BasisDiagonal
 from ._elementary import Identity, ScaledIdentity
 from ._kronecker import Kronecker
 from ._utils import real_dtype
@@ -114,7 +113,3 @@ def shifted_kronecker(op: LinearOperator, dtype, device) -> ShiftedKronecker | N
     if kron is None:
         return None
     return ShiftedKronecker(0.0, 1.0, kron)
-
-
-def is_basis_diagonal(op: LinearOperator) -> bool:
-    return isinstance(op, BasisDiagonal)
