@@ -14,6 +14,7 @@ from ._checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from ._distributed import DistributedInfo, init_distributed
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._process import DiffusionProcess, LinearDiffusion, Posterior
 from ._sampling import ancestral_sample, respace, skild_upscale, upscale
@@ -46,6 +47,7 @@ __all__ = [
     "DDPM",
     "DiagonalPosterior",
     "DiffusionProcess",
+    "DistributedInfo",
     "VE",
     "LinearDiffusion",
     "Posterior",
@@ -69,6 +71,7 @@ __all__ = [
     "default_prediction",
     "equal_levels",
     "fit_power_spectrum",
+    "init_distributed",
     "linear_betas",
     "load_checkpoint",
     "loss_weight",

@@ -74,3 +74,94 @@ def test_errors(tmp_path):
         train(
             other, p, _data(), TrainConfig(steps=2, batch_size=2), checkpoint=path, progress=False
         )
+
+
+def _csv_rows(path):
+    lines = path.read_text().splitlines()
+    assert lines[0] == "step,loss,lr,grad_norm,seconds,resolution"
+    return [line.split(",") for line in lines[1:]]
+
+
+def test_csv_log_rows_and_resume_without_repeats(tmp_path):
+    p, data = DDPM((1, 8, 8), T=20), _data()
+    log = tmp_path / "log.csv"
+    cfg = TrainConfig(steps=6, batch_size=4, grad_clip=0)  # no clip: the norm is still logged
+    a = train(models.UNet(1, **TINY), p, data, cfg, log_csv=log, progress=False)
+    rows = _csv_rows(log)
+    assert [int(r[0]) for r in rows] == list(range(1, 7))
+    assert [float(r[1]) for r in rows] == a.losses  # repr round-trips the float exactly
+    assert all(float(r[2]) == cfg.lr and float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    assert {r[5] for r in rows} == {"8"}
+    # the norm logged without clipping is the one clip_grad_norm_ reports (a clip it never
+    # reaches scales the gradients by exactly 1, so both runs take the same steps)
+    big = tmp_path / "big.csv"
+    cfg_big = TrainConfig(steps=6, batch_size=4, grad_clip=1e9)
+    train(models.UNet(1, **TINY), p, data, cfg_big, log_csv=big, progress=False)
+    clipped = _csv_rows(big)
+    assert [r[1] for r in clipped] == [r[1] for r in rows]
+    for r, c in zip(rows, clipped, strict=True):
+        assert float(r[3]) == pytest.approx(float(c[3]), rel=1e-5)
+    # a crashed run: checkpoint at step 3, rows 4 and 5 (and a half-written row) logged after it
+    path, log2 = tmp_path / "c.safetensors", tmp_path / "log2.csv"
+    train(
+        models.UNet(1, **TINY),
+        p,
+        data,
+        TrainConfig(steps=3, batch_size=4, grad_clip=0),
+        checkpoint=path,
+        log_csv=log2,
+        progress=False,
+    )
+    log2.write_text(log2.read_text() + "4,9.0,0.0002,1.0,0.1,8\n5,9.0,0.0002,1.0,0.1,8\n6,9.0,0.00")
+    train(models.UNet(1, **TINY), p, data, cfg, checkpoint=path, log_csv=log2, progress=False)
+    assert [r[:2] for r in _csv_rows(log2)] == [r[:2] for r in rows]  # no lost, no repeated step
+    # a file with other columns is not overwritten
+    other = tmp_path / "other.csv"
+    other.write_text("epoch,acc\n1,0.5\n")
+    with pytest.raises(ValueError, match=r"train: expected log_csv .*other.csv with the columns"):
+        train(models.UNet(1, **TINY), p, data, cfg, log_csv=other, progress=False)
+    with pytest.raises(ValueError, match=r"train: expected an existing folder for log_csv"):
+        train(models.UNet(1, **TINY), p, data, cfg, log_csv=tmp_path / "no" / "l.csv")
+
+
+def test_callback_contract_and_it_does_not_change_training():
+    p, data = DDPM((1, 8, 8), T=20), _data()
+    cfg = TrainConfig(steps=7, batch_size=4)
+    calls = []
+
+    def callback(step, net, ema):
+        net.eval()
+        assert set(ema) == set(net.state_dict())
+        calls.append((step, {k: v.clone() for k, v in ema.items()}))
+        torch.randn(100)  # a callback that samples draws from the global generator
+
+    plain = train(models.UNet(1, **TINY), p, data, cfg, progress=False)
+    net = models.UNet(1, **TINY)
+    res = train(net, p, data, cfg, progress=False, callback=callback, callback_every=3)
+    assert [s for s, _ in calls] == [3, 6]
+    assert net.training  # put back in train mode
+    assert res.losses == plain.losses  # the forked random state leaves training untouched
+    assert not all(torch.equal(v, calls[0][1][k]) for k, v in calls[1][1].items())
+    with pytest.raises(ValueError, match=r"train: expected callback_every >= 1 with a callback"):
+        train(net, p, data, cfg, callback=callback)
+    with pytest.raises(TypeError, match=r"train: expected a callable callback, got int"):
+        train(net, p, data, cfg, callback=3, callback_every=1)
+    with pytest.raises(ValueError, match=r"train: expected callback_every >= 0, got -1"):
+        train(net, p, data, cfg, callback_every=-1)
+    with pytest.raises(TypeError, match=r"train: expected log_csv as a str or Path, got int"):
+        train(net, p, data, cfg, log_csv=3)
+
+
+def test_progress_shows_the_loss(capsys):
+    train(
+        models.UNet(1, **TINY), DDPM((1, 8, 8), T=20), _data(), TrainConfig(steps=2, batch_size=2)
+    )
+    err = capsys.readouterr().err
+    assert "loss=" in err and "step" in err
+
+
+def test_single_process_is_world_size_one():
+    info = lineardiff.init_distributed()
+    assert (info.rank, info.world_size, info.backend, info.is_distributed) == (0, 1, None, False)
+    with pytest.raises(TypeError, match=r"init_distributed: expected backend as a str, got int"):
+        lineardiff.init_distributed(backend=1)
