@@ -1,6 +1,30 @@
-"""Quality metrics: Ising observables with bootstrap errors and a pass/fail comparison rule."""
+"""Quality metrics: Ising observables with bootstrap errors and a pass/fail comparison rule;
+FID and KID for image data."""
 
+from ._blocks import block_consistency, majority_blocks
+from ._curves import (
+    CurveEstimate,
+    HotellingResult,
+    curve_estimates,
+    hotelling,
+    hotelling_statistic,
+)
+from ._fid import (
+    INCEPTION_INPUT_RANGE,
+    INCEPTION_INPUT_SIZE,
+    FeatureExtractor,
+    FIDKIDResult,
+    KIDResult,
+    compute_features,
+    feature_statistics,
+    fid,
+    fid_kid,
+    frechet_distance,
+    kid,
+    load_inception,
+)
 from .ising import (
+    CURVES,
     SCALARS,
     binarize,
     block_binder,
@@ -14,11 +38,31 @@ from .ising import (
 )
 
 __all__ = [
+    "INCEPTION_INPUT_RANGE",
+    "INCEPTION_INPUT_SIZE",
+    "CURVES",
     "SCALARS",
+    "CurveEstimate",
+    "FIDKIDResult",
+    "FeatureExtractor",
+    "HotellingResult",
+    "KIDResult",
     "binarize",
+    "block_consistency",
     "block_binder",
     "compare",
+    "compute_features",
+    "curve_estimates",
+    "feature_statistics",
+    "fid",
+    "fid_kid",
     "four_point_connected",
+    "frechet_distance",
+    "hotelling",
+    "hotelling_statistic",
+    "kid",
+    "load_inception",
+    "majority_blocks",
     "radial_correlation",
     "seam_energy",
     "structure_factor",

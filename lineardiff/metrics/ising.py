@@ -16,6 +16,7 @@ from scipy import stats as _stats
 from lineardiff.data import T_C, energy_per_site, magnetization
 
 __all__ = [
+    "CURVES",
     "SCALARS",
     "binarize",
     "block_binder",
@@ -30,6 +31,8 @@ __all__ = [
 
 #: Names of the scalars returned by :func:`summary` and compared by :func:`compare`.
 SCALARS = ("e", "abs_m", "m", "m2", "m4", "U", "chi", "C", "seam")
+#: Names of the curves tested by :func:`compare` (see :func:`curve_estimates`).
+CURVES = ("G", "S", "G4c", "U_b")
 
 # design/ISING.md, "Comparing a sample set with Monte Carlo": thresholds at n = 10,000 vs 10,000.
 _Z_MAX = 3.5
@@ -404,7 +407,7 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
     return {k: {"value": float(value[k]), "se": float(np.std(reps[k], ddof=1))} for k in SCALARS}
 
 
-def compare(a, b, *, n_boot: int = 200, seed: int = 0) -> dict:
+def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
     """Compare two sets of configurations (e.g. model samples vs Monte Carlo) at the same L.
 
     Parameters
@@ -415,6 +418,8 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0) -> dict:
         Bootstrap replicates; ``a`` and ``b`` are resampled independently.
     seed : int, optional
         Root seed; ``a`` and ``b`` get independent children of ``SeedSequence(seed)``.
+    curves : sequence of str, optional
+        Curves to test (names from ``CURVES``); ``()`` skips the curve tests.
 
     Returns
     -------
@@ -424,6 +429,9 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0) -> dict:
         are 0, inf when only ``se`` is).
         ``"histograms"``: for ``"e"`` and ``"abs_m"`` a dict with ``w1`` (Wasserstein-1),
         ``w1_max`` (its threshold), ``ks`` and ``ks_pvalue`` (two-sample Kolmogorov-Smirnov).
+        ``"curves"``: for each requested curve a dict with ``x`` (abscissa), ``diff`` and ``se``
+        (lists), ``chi2``, ``dof`` and ``pvalue`` (covariance-aware Hotelling test,
+        :func:`hotelling`) and ``max_dev`` (largest pointwise ``|diff| / se``).
         ``"passes"``: bool; ``"failures"``: list of readable reasons (empty when it passes).
 
     Notes
@@ -431,21 +439,28 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0) -> dict:
     Pass rule of design/ISING.md: every scalar ``|z| < 3.5``; ``W1(e) < 0.005`` and
     ``W1(|m|) < 0.008``, thresholds set at L = 32 for 10,000 vs 10,000 and scaled by
     ``sqrt(10000 / n)`` with ``n = 2 / (1 / n_a + 1 / n_b)`` (the noise of a difference scales with
-    ``sqrt(1/n_a + 1/n_b)``). The L = 32 thresholds are applied at every L. The covariance-aware
-    Hotelling test for curves is not part of this rule yet.
+    ``sqrt(1/n_a + 1/n_b)``). The L = 32 thresholds are applied at every L. Every curve needs a
+    Hotelling p-value ``> 1e-3`` (a p-value needs no scaling with ``n``); its covariance comes
+    from per-configuration influence functions, not the bootstrap.
 
     Examples
     --------
     >>> x = np.ones((10, 4, 4))
     >>> out = compare(x, x, n_boot=20)
-    >>> out["passes"], out["scalars"]["e"]["z"]
-    (True, 0.0)
+    >>> out["passes"], out["scalars"]["e"]["z"], out["curves"]["G"]["pvalue"]
+    (True, 0.0, 1.0)
     """
+    # _curves builds on this module's helpers, so it is imported here, not at the top
+    from ._curves import _check_curves, _compare_curves
+
     where = "compare"
     n_boot = _check_int(where, "n_boot", n_boot, 2)
     seed = _check_int(where, "seed", seed, 0)
-    obs_a = _per_config(f"{where} (a)", a, min_n=2)
-    obs_b = _per_config(f"{where} (b)", b, min_n=2)
+    curves = _check_curves(where, curves)
+    s_a = _spins(f"{where} (a)", a, min_n=2)
+    s_b = _spins(f"{where} (b)", b, min_n=2)
+    obs_a = _per_config(where, s_a, min_n=2)
+    obs_b = _per_config(where, s_b, min_n=2)
     if obs_a["N"] != obs_b["N"]:
         La, Lb = math.isqrt(obs_a["N"]), math.isqrt(obs_b["N"])
         raise ValueError(f"{where}: expected a and b at the same L, got L = {La} and L = {Lb}")
@@ -487,9 +502,12 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0) -> dict:
         }
         if not w1 < w1_max:
             failures.append(f"{k} histogram: W1 = {w1:.4g}, expected < {w1_max:.4g}")
+    curve_entry, curve_failures = _compare_curves(s_a, s_b, curves)
+    failures += curve_failures
     return {
         "scalars": scalars,
         "histograms": histograms,
+        "curves": curve_entry,
         "passes": not failures,
         "failures": failures,
     }

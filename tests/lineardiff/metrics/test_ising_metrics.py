@@ -12,6 +12,7 @@ import pytest
 
 from lineardiff.data import T_C, energy_per_site, magnetization, wolff_configurations
 from lineardiff.metrics import (
+    CURVES,
     SCALARS,
     binarize,
     block_binder,
@@ -230,6 +231,9 @@ def test_two_monte_carlo_sets_pass():
     assert set(out["scalars"]) == set(SCALARS)
     for h in out["histograms"].values():
         assert h["w1"] < h["w1_max"] and h["ks_pvalue"] > 1e-3
+    # the pass rule includes a Hotelling test of every curve (tests/.../test_curves.py)
+    assert set(out["curves"]) == set(CURVES)
+    assert all(c["pvalue"] > 1e-3 for c in out["curves"].values())
 
 
 def test_off_critical_monte_carlo_fails():
