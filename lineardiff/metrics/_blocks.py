@@ -52,7 +52,7 @@ def majority_blocks(configs, b: int = 2, *, seed: int = 0) -> np.ndarray:
 
     Examples
     --------
-    >>> x = np.array([[[1, 1, -1, -1], [1, -1, -1, -1], [1, 1, 1, -1], [1, 1, -1, 1]]])
+    >>> x = np.array([[[1, 1, -1, -1], [1, -1, -1, -1], [1, 1, 1, -1], [1, 1, 1, 1]]])
     >>> majority_blocks(x, 2)[0].tolist()
     [[1, -1], [1, 1]]
     """

@@ -1,0 +1,172 @@
+"""The ``lineardiff`` command line end to end on tiny models: train, resume, export, sample,
+upscale, evaluate, demo, and one-line usage errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lineardiff import load_checkpoint
+from lineardiff.cli import build_parser, main
+from lineardiff.pretrained import load_model
+
+TINY = """
+[data]
+name = "ising"
+L = 8
+n = 200
+cache_dir = "{cache}"
+[process]
+name = "ssd"
+n_levels = 2
+[model]
+name = "flexi_unet"
+base_channels = 8
+channel_mult = [1, 2]
+num_res_blocks = 1
+attention_levels = []
+num_groups = 4
+padding_mode = "circular"
+[train]
+steps = 4
+batch_size = 8
+checkpoint_every = 2
+sample_every = 2
+sample_steps = 4
+sample_count = 4
+out = "{out}"
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 4-step SSD run at L = 8 (shared by the tests that only read it)."""
+    root = tmp_path_factory.mktemp("cli")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY.format(cache=root / "cache", out=root / "run"))
+    assert main(["train", "--config", str(cfg), "--quiet"]) == 0
+    return root, cfg
+
+
+def test_train_writes_checkpoint_log_samples_and_resumes(run, capsys):
+    root, cfg = run
+    folder = root / "run"
+    ck = load_checkpoint(folder / "checkpoint.safetensors")
+    assert ck.step == 4
+    assert ck.config["meta"]["command"].startswith("lineardiff train --config")
+    assert json.loads((folder / "config.json").read_text())["data"]["L"] == 8
+    rows = (folder / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss") and [r.split(",")[0] for r in rows[1:]] == list("1234")
+    assert sorted(p.name for p in (folder / "samples").iterdir()) == [
+        "step_0000002.png", "step_0000004.png"]
+    # resume: the same command with more steps continues; the log holds each step once
+    assert main(["train", "--config", str(cfg), "--quiet", "--set", "train.steps=6"]) == 0
+    assert load_checkpoint(folder / "checkpoint.safetensors").step == 6
+    rows = (folder / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == list("123456")
+    # a changed configuration is refused, naming the difference
+    code = main(["train", "--config", str(cfg), "--quiet", "--set", "train.lr=1e-3"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "was trained with another configuration (differs in [train] lr)" in err
+
+
+def test_export_init_and_load_model(run, tmp_path):
+    root, cfg = run
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(root / "run"), "--to", str(out)]) == 0
+    m = load_model(out)
+    ck = load_checkpoint(root / "run" / "checkpoint.safetensors")
+    assert m.step == ck.step and m.prediction == "signal" and m.size == 8
+    for k, v in m.net.state_dict().items():  # the EMA weights, not the live ones
+        torch.testing.assert_close(v, ck.ema[k], rtol=0, atol=0)
+    assert m.meta["train_seconds"] > 0
+    assert load_checkpoint(out).optimizer is None  # no optimiser state shipped
+    # continue from the exported model in a new folder: the step count carries on
+    new = tmp_path / "continued"
+    assert main(["train", "--config", str(cfg), "--quiet", "--out", str(new), "--init", str(out),
+                 "--set", f"train.steps={m.step + 2}"]) == 0
+    assert load_checkpoint(new / "checkpoint.safetensors").step == m.step + 2
+
+
+def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
+    root, _ = run
+    model = str(root / "run")
+    assert main(["sample", "--model", model, "--n", "3", "--steps", "4", "--out",
+                 str(tmp_path / "s"), "--quiet", "--spin-flip"]) == 0
+    x = np.load(tmp_path / "s" / "samples.npy")
+    assert x.shape == (3, 1, 8, 8) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert (tmp_path / "s" / "samples.png").stat().st_size > 0
+    np.save(tmp_path / "low.npy", np.sign(np.random.default_rng(0).normal(size=(2, 4, 4))))
+    assert main(["upscale", "--model", model, "--input", str(tmp_path / "low.npy"), "--steps",
+                 "4", "--out", str(tmp_path / "u"), "--quiet", "--consistency"]) == 0
+    y = np.load(tmp_path / "u" / "upscaled.npy")
+    assert y.shape == (2, 1, 8, 8) and np.isfinite(y).all()
+
+
+def test_evaluate_and_demo_write_reports(run, tmp_path):
+    root, _ = run
+    model = str(root / "run")
+    assert main(["evaluate", "--model", model, "--task", "upscale", "--n", "4", "--steps", "3",
+                 "--n-mc", "50", "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["settings"]["n"] == 4 and report["settings"]["factor"] == 2
+    assert 0 <= report["block_consistency"]["model"]["consistency"] <= 1
+    assert report["block_consistency"]["truth"]["consistency"] == 1.0
+    assert "comparison" in report and "seconds" in report
+    assert main(["demo", "--model", model, "--n", "4", "--steps", "3", "--n-mc", "50", "--out",
+                 str(tmp_path / "d"), "--quiet"]) == 0
+    md = (tmp_path / "d" / "report.md").read_text()
+    assert "## Generation at L = 8" in md and "## Super-resolution 4 -> 8" in md
+    for name in ["generation_samples.png", "generation_G.png", "generation_G4c.png",
+                 "generation_energy.png", "generation_abs_m.png", "sr2x_panels.png",
+                 "report.json"]:
+        assert (tmp_path / "d" / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--config", "no-such.toml"], "config: no file 'no-such.toml'"),
+        (["sample", "--model", "no-such-model", "--out", "{tmp}/s"], "no model file 'no-such-model'"),
+        (["demo", "--model", "no-such-model", "--out", "/proc/forbidden"], "output folder '/proc/forbidden' is not writable"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/missing.npy", "--out", "{tmp}/u"], "--input: no file or folder"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/nan.npy", "--out", "{tmp}/u"], "holds NaN or inf"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/odd.npy", "--out", "{tmp}/u"], r"expected inputs at one of the model's resolutions \[4, 8\], got 3"),
+        (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "generate: expected n as an integer >= 1, got 0"),
+        (["sample", "--model", "{tmp}/garbage.safetensors", "--out", "{tmp}/s"], "garbage.safetensors"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(run, tmp_path, capsys, argv, message):
+    import re
+
+    root, _ = run
+    np.save(tmp_path / "nan.npy", np.full((1, 4, 4), np.nan))
+    np.save(tmp_path / "odd.npy", np.ones((1, 3, 3)))
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a checkpoint")
+    argv = [a.format(tmp=tmp_path, run=root / "run") for a in argv]
+    assert main(argv + ["--quiet"] if argv[0] != "train" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"lineardiff {argv[0]}: error: ")
+    assert re.search(message, err), err
+
+
+def test_help_documents_every_option():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"train", "sample", "upscale", "evaluate", "demo", "export"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_python_m_lineardiff_runs_the_same_cli():
+    out = subprocess.run([sys.executable, "-m", "lineardiff", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "train" in out.stdout and "demo" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "lineardiff", "train"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "--config" in bad.stderr
