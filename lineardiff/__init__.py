@@ -15,6 +15,7 @@ from ._checkpoint import (
     save_checkpoint,
 )
 from ._distributed import DistributedInfo, init_distributed
+from ._generate import generate, super_resolve
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._process import DiffusionProcess, LinearDiffusion, Posterior
 from ._sampling import ancestral_sample, respace, skild_upscale, upscale
@@ -71,6 +72,7 @@ __all__ = [
     "default_prediction",
     "equal_levels",
     "fit_power_spectrum",
+    "generate",
     "init_distributed",
     "linear_betas",
     "load_checkpoint",
@@ -87,6 +89,7 @@ __all__ = [
     "skild_lambda",
     "skild_upscale",
     "skild_wavenumber2",
+    "super_resolve",
     "train",
     "training_target",
     "truncated_cosine_logsnr",

@@ -96,6 +96,12 @@ def _rng_from_json(meta: dict, torch_state: torch.Tensor) -> dict:
     }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -162,6 +168,7 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"lineardiff": text})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal rights
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -135,7 +135,9 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     The folder receives ``config.json`` (the validated configuration), ``checkpoint.safetensors``
     (weights, EMA, optimiser and RNG state; exact resume), ``log.csv`` (one row per step) and
     ``samples/step_*.png`` (every ``[train] sample_every`` steps). An existing checkpoint is
-    resumed when its configuration matches (``steps`` may grow).
+    resumed when its configuration matches (``steps`` may grow). Under ``torchrun``
+    (``torchrun --standalone --nproc_per_node 2 -m lineardiff train --config ...``) every
+    process trains its shard and rank 0 writes the files (see :func:`~lineardiff.train`).
 
     Parameters
     ----------
@@ -155,9 +157,12 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     Path
         The checkpoint file.
     """
+    from ._distributed import init_distributed
+
+    info = init_distributed()  # under torchrun: join the group; rank 0 alone writes files
     paths = RunPaths(writable_folder(cfg["train"]["out"]))
     torch.set_num_threads(int(cfg["train"].get("threads", 1)))
-    if not resume and paths.checkpoint.is_file():
+    if not resume and paths.checkpoint.is_file() and info.rank == 0:
         paths.checkpoint.unlink()
         paths.log.unlink(missing_ok=True)
     if paths.checkpoint.is_file():
@@ -194,11 +199,14 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     }
     if spectrum is not None:
         meta["spectrum"] = {"C": spectrum.C, "k0": spectrum.k0, "alpha": spectrum.alpha}
-    if init is not None and not paths.checkpoint.is_file():
-        from .pretrained import _resolve
+    if info.rank == 0:
+        if init is not None and not paths.checkpoint.is_file():
+            from .pretrained import _resolve
 
-        _init_from(_resolve(init), paths, net, tc, meta)
-    paths.config.write_text(json.dumps(cfg, indent=2))
+            _init_from(_resolve(init), paths, net, tc, meta)
+        paths.config.write_text(json.dumps(cfg, indent=2))
+    if info.is_distributed:
+        torch.distributed.barrier()  # the others read the checkpoint rank 0 may have written
     every = int(cfg["train"].get("sample_every", 0))
     train(
         net,

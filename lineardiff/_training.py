@@ -98,7 +98,8 @@ def loss_weight(process, t, *, prediction=None) -> torch.Tensor:
 
 
 def sample_timesteps(
-    process, batch_size: int, *, generator=None, group_by_shape=None
+    process, batch_size: int, *, generator=None, group_by_shape=None,
+    transition_fraction: float = 0.0,
 ) -> torch.Tensor:
     """Draw a batch of training timesteps in ``1..T``.
 
@@ -114,6 +115,10 @@ def sample_timesteps(
     generator : torch.Generator, optional
     group_by_shape : bool, optional
         Default: True when the shape of the states varies.
+    transition_fraction : float, default 0.0
+        With grouping: the probability that the batch is drawn at a resolution-change step
+        (uniformly among them) before the rule above applies; ``0`` is Algorithm 4 exactly
+        and draws no extra random number.
 
     Returns
     -------
@@ -137,8 +142,16 @@ def sample_timesteps(
     changes = [t for t in range(1, T + 1) if process.shape_at(t) != process.shape_at(t - 1)]
     if group_by_shape is None:
         group_by_shape = bool(changes)
+    if not 0 <= transition_fraction <= 1:
+        raise ValueError(
+            f"sample_timesteps: expected transition_fraction in [0, 1], got {transition_fraction!r}"
+        )
     if not group_by_shape:
         return torch.randint(1, T + 1, (batch_size,), generator=generator)
+    if changes and transition_fraction > 0:
+        if float(torch.rand((), generator=generator)) < transition_fraction:
+            pick = changes[int(torch.randint(0, len(changes), (1,), generator=generator))]
+            return torch.full((batch_size,), pick, dtype=torch.long)
     first = int(torch.randint(1, T + 1, (1,), generator=generator))
     if first in changes:
         return torch.full((batch_size,), first, dtype=torch.long)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checkpoint import _umask
+
 __all__ = ["comparison_table", "write_json", "write_text"]
 
 _LABELS = {
@@ -48,7 +50,7 @@ def write_text(path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

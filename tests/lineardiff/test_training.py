@@ -77,6 +77,31 @@ def test_grouped_timestep_sampler_follows_algorithm_4():
     assert (freq - 0.1).abs().max() <= 4 * (0.1 * 0.9 / 20000) ** 0.5
 
 
+def test_transition_fraction_oversamples_the_resolution_change_steps():
+    p = ScaleSpaceDiffusion((1, 16, 16), n_levels=3, T=60)
+    changes = p.resolution_changes()
+    g = torch.Generator().manual_seed(1)
+    n, frac = 4000, 0.25
+    hits = {c: 0 for c in changes}
+    for _ in range(n):
+        t = sample_timesteps(p, 4, generator=g, transition_fraction=frac)
+        assert len({p.shape_at(int(v)) for v in t}) == 1
+        if int(t[0]) in hits:
+            assert len(set(t.tolist())) == 1
+            hits[int(t[0])] += 1
+    # each change step: frac / |changes| forced plus (1 - frac) / T from Algorithm 4; 4 s.d.
+    prob = frac / len(changes) + (1 - frac) / p.T
+    sd = (n * prob * (1 - prob)) ** 0.5
+    for c, k in hits.items():
+        assert abs(k - n * prob) <= 4 * sd, (c, k, n * prob)
+    # 0 is Algorithm 4 exactly: the same draws as without the option
+    a = [sample_timesteps(p, 4, generator=torch.Generator().manual_seed(2)) for _ in range(1)]
+    b = [sample_timesteps(p, 4, generator=torch.Generator().manual_seed(2), transition_fraction=0)]
+    assert torch.equal(a[0], b[0])
+    with pytest.raises(ValueError, match=r"expected transition_fraction in \[0, 1\], got 1.5"):
+        sample_timesteps(p, 4, transition_fraction=1.5)
+
+
 def test_errors():
     p = ScaleSpaceDiffusion((1, 16, 16), n_levels=2, T=40)
     t = p.resolution_changes()[0]
