@@ -136,6 +136,8 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
         (["upscale", "--model", "{run}", "--input", "{tmp}/missing.npy", "--out", "{tmp}/u"], "--input: no file or folder"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/nan.npy", "--out", "{tmp}/u"], "holds NaN or inf"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/odd.npy", "--out", "{tmp}/u"], r"expected inputs at one of the model's resolutions \[4, 8\], got 3"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/rgb.npy", "--out", "{tmp}/u"], r"expected inputs of per-sample shape \(1, 4, 4\), got \(3, 4, 4\)"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/flat.npy", "--out", "{tmp}/u"], r"--input: expected an array \(n, h, w\) or \(n, C, h, w\), got \(4, 4\)"),
         (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "generate: expected n as an integer >= 1, got 0"),
         (["sample", "--model", "{tmp}/garbage.safetensors", "--out", "{tmp}/s"], "garbage.safetensors"),
     ],
@@ -146,6 +148,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(run, tmp_path, capsys, argv,
     root, _ = run
     np.save(tmp_path / "nan.npy", np.full((1, 4, 4), np.nan))
     np.save(tmp_path / "odd.npy", np.ones((1, 3, 3)))
+    np.save(tmp_path / "rgb.npy", np.ones((1, 3, 4, 4)))
+    np.save(tmp_path / "flat.npy", np.ones((4, 4)))
     (tmp_path / "garbage.safetensors").write_bytes(b"not a checkpoint")
     argv = [a.format(tmp=tmp_path, run=root / "run") for a in argv]
     assert main(argv + ["--quiet"] if argv[0] != "train" else argv) == 2
