@@ -180,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output", metavar="DIR", help="output folder")
 
     p = sub.add_parser(
+        "results",
+        help="every evaluation of the shipped models, for the docs' Results page",
+        description="Run every evaluation of the shipped Ising models (generation; SSD "
+        "super-resolution by every pyramid factor; DFU zero-shot sizes) and write reports, "
+        "figures, results.json and tables.rst.inc (included by docs/results.rst) into --out.",
+    )
+    p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                   help="models to evaluate (default: every shipped model)")
+    _add_sampling(p, n=1000, steps=100, what="samples per evaluation")
+    p.add_argument("--n-mc", type=int, default=None,
+                   help="Monte-Carlo reference configurations (default max(n, 2000))")
+    p.add_argument("--out", default="docs/_static/results", metavar="DIR",
+                   help="output folder (default docs/_static/results)")
+
+    p = sub.add_parser(
         "export",
         help="write a small model file (EMA weights + configuration) from a run",
         description="Write the EMA weights and the run's configuration and record "
@@ -250,6 +265,15 @@ def _run(args, argv) -> int:
         from .pretrained import export_model
 
         print(f"model file: {export_model(args.run, args.to)}")
+        return 0
+    if args.command == "results":
+        from .results import run_results
+
+        _threads(args)
+        path = run_results(args.out, models=args.models, n=args.n, steps=args.steps,
+                           seed=args.seed, n_mc=args.n_mc,
+                           command="lineardiff " + " ".join(argv), progress=not args.quiet)
+        print(f"tables: {path}")
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -127,6 +127,17 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
         assert (tmp_path / "d" / name).stat().st_size > 0, name
 
 
+def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
+    root, _ = run
+    assert main(["results", "--models", str(root / "run"), "--n", "3", "--steps", "3",
+                 "--n-mc", "40", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [r["task"] for r in summary["rows"]] == ["generation", "super-resolution 4 -> 8"]
+    table = (tmp_path / "r" / "tables.rst.inc").read_text()
+    assert table.startswith(".. list-table::") and "Made by ``lineardiff results" in table
+    assert (tmp_path / "r" / "run" / "upscale2x" / "sr2x_panels.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -161,7 +172,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(run, tmp_path, capsys, argv,
 def test_help_documents_every_option():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"train", "sample", "upscale", "evaluate", "demo", "export"}
+    assert set(sub.choices) == {"train", "sample", "upscale", "evaluate", "demo", "export",
+                                "results"}
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help, f"{name} {action.option_strings} has no help"
