@@ -205,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_inputs(path: str, n: int):
+def _load_inputs(path: str, n: int, channels: int):
+    import tempfile
+
     import numpy as np
     import torch
 
@@ -222,10 +224,13 @@ def _load_inputs(path: str, n: int):
     else:
         from .data import image_folder_dataset
 
+        mode = 1 if channels == 1 else 3
         if p.is_dir():
-            x = image_folder_dataset(p, _image_size(p))
-        else:
-            x = image_folder_dataset(p.parent, _image_size(p), recursive=False)
+            x = image_folder_dataset(p, _image_size(p), channels=mode)
+        else:  # one image: load it through a folder that holds only a link to it
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / p.name).symlink_to(p.resolve())
+                x = image_folder_dataset(tmp, _image_size(p), channels=mode)
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"--input: {path} holds NaN or inf values")
     return x[:n] if n else x
@@ -304,7 +309,7 @@ def _run(args, argv) -> int:
     if args.command == "upscale":
         from ._generate import super_resolve
 
-        y = _load_inputs(args.input, args.n)
+        y = _load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = _input_scale(args.input_scale, model, y)
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
                           consistency=args.consistency, progress=not args.quiet)

@@ -105,6 +105,16 @@ def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
                  "4", "--out", str(tmp_path / "u"), "--quiet", "--consistency"]) == 0
     y = np.load(tmp_path / "u" / "upscaled.npy")
     assert y.shape == (2, 1, 8, 8) and np.isfinite(y).all()
+    # PNG inputs: one file, or a folder of them (grey levels of the model's one channel)
+    from PIL import Image
+
+    (tmp_path / "pngs").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((4, 4), 255 * i, dtype=np.uint8)).save(tmp_path / "pngs" / f"{i}.png")
+    for src, count in ((tmp_path / "pngs" / "1.png", 1), (tmp_path / "pngs", 2)):
+        assert main(["upscale", "--model", model, "--input", str(src), "--steps", "3",
+                     "--input-scale", "1", "--out", str(tmp_path / "p"), "--quiet"]) == 0
+        assert np.load(tmp_path / "p" / "upscaled.npy").shape == (count, 1, 8, 8)
 
 
 def test_evaluate_and_demo_write_reports(run, tmp_path):
