@@ -114,7 +114,7 @@ def test_authors_baseline(benchmark, data, point):
 
 
 @pytest.mark.parametrize("reorth", ["full", "none"])
-@pytest.mark.parametrize("tol", [1e-5, 1e-6, 1e-10])
+@pytest.mark.parametrize("tol", [1e-4, 1e-5, 1e-6, 1e-10])
 def test_batched_lanczos(benchmark, data, point, tol, reorth):
     v, oracle = data
     A = operator(point)
@@ -124,7 +124,10 @@ def test_batched_lanczos(benchmark, data, point, tol, reorth):
     )
     err = rel_error(res.value, oracle[point])
     benchmark.extra_info.update(rel_error=err, iters=res.num_iters, estimate=res.error_estimate.max().item())
-    print(f"\n{point} lanczos tol={tol:g} reorth={reorth}: {res.num_iters} iterations, true error {err:.2e}")
+    print(
+        f"\n{point} lanczos tol={tol:g} reorth={reorth}: {res.num_iters} iterations, true error {err:.2e}, "
+        f"estimate {benchmark.extra_info['estimate']:.2e}"
+    )
     if reorth == "full":
         assert res.converged and err <= tol
 
@@ -176,7 +179,7 @@ def main(path="docs/_static/funm_convergence.png"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("LINEARDIFF_BENCH_THREADS", "2")))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, p in zip(axes, ["typical", "critical"], strict=True):
         ks, true, est, naive = convergence_curves(p)

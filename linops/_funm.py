@@ -13,7 +13,7 @@ import torch
 from ._base import LinearOperator
 from ._basis_diagonal import BasisDiagonal
 from ._fused import kron_matvec
-from ._lanczos import lanczos_funm
+from ._lanczos import STIELTJES, lanczos_funm
 from ._structure import ShiftedKronecker, shifted_kronecker
 from ._utils import format_shape
 
@@ -239,7 +239,21 @@ def _matvec(A: LinearOperator, v: torch.Tensor, backend: str):
     if sk is None or sk.kron is None:
         return A.apply
     G_h, G_w = sk.kron.G_h.to(v.dtype), sk.kron.G_w.to(v.dtype)
-    return lambda x: kron_matvec(x, G_h, G_w, sk.a, sk.b, backend=backend)
+    if backend == "triton" or (backend == "auto" and v.device.type == "cuda"):
+        return lambda x: kron_matvec(x, G_h, G_w, sk.a, sk.b, backend=backend)
+    H, W = G_h.shape[0], G_w.shape[0]  # noqa: N806
+    G_wt = G_w.T.contiguous()  # noqa: N806
+
+    def apply(x):
+        # kron_matvec's torch route with two GEMM calls and no temporaries: V G_w^T as
+        # one (B H, W) x (W, W) product, then a I + b G_h (.) as one batched GEMM
+        # (baddbmm); ~1.4x faster on a (64, 3, 64, 64) batch than a v + b (G_h @ v @ G_w^T)
+        X = x.reshape(-1, H, W)  # noqa: N806
+        Y = (X.reshape(-1, W) @ G_wt).view(-1, H, W)  # noqa: N806
+        out = torch.baddbmm(X, G_h.expand(X.shape[0], H, H), Y, beta=sk.a, alpha=sk.b)
+        return out.view(x.shape)
+
+    return apply
 
 
 # ------------------------------------------------------------------ public
@@ -312,12 +326,21 @@ def funm(
 
     *Lanczos.* ``k`` steps build ``A Q_k = Q_k T_k + β_k q_{k+1} e_k^T`` for every
     right-hand side at once and return ``||v|| Q_k f(T_k) e_1`` (batched
-    ``eigh`` of the tridiagonal ``T_k``). The error estimate extrapolates the
+    ``eigh`` of the tridiagonal ``T_k``). For ``sqrt``, ``invsqrt`` and ``log``
+    the error estimate comes from the Lanczos residual: these functions are
+    integrals of resolvents, the shifted systems' residuals are all multiples of
+    ``q_{k+1}``, and ``||(A + t)^{-1}|| <= 1 / (λ_min + t)`` gives a closed form in
+    the Ritz pairs (Ilic, Turner and Simpson 2010; Chen, Greenbaum, Musco and
+    Musco 2022), with ``λ_min`` replaced by half the smallest Ritz value. It holds
+    without reorthogonalisation and needs no history, so ``f(T_k)`` is computed
+    only on a schedule (every step up to 8, then at most ``k / 8`` steps apart,
+    sooner when the decay predicts ``tol``) and a run stops at the first check
+    below ``tol``. For ``exp`` and callables the estimate extrapolates the
     geometric tail of the differences between successive iterates, with the
-    slowest of the last three convergence ratios; the naive difference
+    slowest of the last six convergence ratios (the naive difference
     ``||y_k - y_{k-1}||`` underestimates the error by ``(1 - r) / r``, ~15x at a
-    condition number of 1000 (see ``benchmarks/bench_funm.py``). A run stops
-    when the estimate is below ``tol`` at two consecutive steps.
+    condition number of 1000; see ``benchmarks/bench_funm.py``), and stops when
+    it is below ``tol`` at two consecutive steps.
 
     Examples
     --------
@@ -401,6 +424,7 @@ def funm(
         reorth=reorth,
         check_spectrum=check_ritz,
         backend=backend,
+        stieltjes=name if name in STIELTJES else None,
     )
     converged = bool(state.converged.all())
     result = FunmResult(
