@@ -111,7 +111,11 @@ def train_seconds(log_csv) -> tuple[float, int]:
 
 
 def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) -> None:
-    """Start a run folder from a model file's weights (EMA = weights), continuing its steps."""
+    """Start a run folder from a model file's weights (EMA = weights), continuing its steps.
+
+    ``record`` (the run's metadata) gains ``initialised_from``: the file, its step, training
+    time and command.
+    """
     from ._checkpoint import Checkpoint, capture_rng, check_state_matches, save_checkpoint
 
     ck = load_checkpoint(model_file)
@@ -120,11 +124,13 @@ def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) 
     net.load_state_dict(weights)
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     torch.manual_seed(tc.seed + ck.step)
-    meta = dict(record)
-    meta["initialised_from"] = {"file": str(model_file), "step": ck.step,
-                                "train_seconds": ck.config.get("meta", {}).get("train_seconds")}
+    record["initialised_from"] = {
+        "file": str(model_file), "step": ck.step,
+        "train_seconds": ck.config.get("meta", {}).get("train_seconds"),
+        "command": ck.config.get("meta", {}).get("command"),
+    }
     save_checkpoint(paths.checkpoint, Checkpoint(
-        net.state_dict(), {"train": dataclasses.asdict(tc), "meta": meta}, ck.step,
+        net.state_dict(), {"train": dataclasses.asdict(tc), "meta": record}, ck.step,
         {k: v.clone() for k, v in weights.items()}, opt.state_dict(), capture_rng()))
 
 
@@ -165,8 +171,11 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     if not resume and paths.checkpoint.is_file() and info.rank == 0:
         paths.checkpoint.unlink()
         paths.log.unlink(missing_ok=True)
+    history = None
     if paths.checkpoint.is_file():
-        old = load_checkpoint(paths.checkpoint).config.get("meta", {}).get("config")
+        old_meta = load_checkpoint(paths.checkpoint).config.get("meta", {})
+        history = old_meta.get("initialised_from")
+        old = old_meta.get("config")
         if old is not None and _comparable(old) != _comparable(cfg):
             a, b = _comparable(old), _comparable(cfg)
             diff = [f"[{t}] {k}" for t in a for k in sorted(set(a[t]) | set(b[t]))
@@ -197,6 +206,8 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if history is not None:
+        meta["initialised_from"] = history  # a resumed run keeps where it started from
     if spectrum is not None:
         meta["spectrum"] = {"C": spectrum.C, "k0": spectrum.k0, "alpha": spectrum.alpha}
     if info.rank == 0:

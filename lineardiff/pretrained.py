@@ -181,11 +181,11 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     ck = load_checkpoint(path)
     weights = ck.ema if ck.ema else ck.model
     meta = dict(ck.config.get("meta", {}))
+    meta.update(extra or {})
     seconds, rows = train_seconds(path.parent / "log.csv")
     before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
-    if rows:
+    if rows and "train_seconds" not in (extra or {}):
         meta["train_seconds"] = before + seconds
-    meta.update(extra or {})
     meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["exported_from_step"] = ck.step
     config = {"train": ck.config.get("train", {}), "meta": meta}

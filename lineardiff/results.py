@@ -8,8 +8,8 @@ For each shipped Ising model it runs unconditional generation against fresh Mont
 SSD models also super-resolution (every factor its pyramid allows: 16 -> 32 and 8 -> 32 at
 L = 32); for models that run at any size (DFU) zero-shot generation at 1.5x and 2x the
 training size. Each evaluation writes ``<model>/<task>/`` (report.json and figures); the
-summary goes to ``results.json`` and to ``tables.rst.inc``, which ``docs/results.rst``
-includes.
+summary goes to ``results.json``, ``tables.rst.inc`` and ``training.rst.inc`` (the training
+record of each model file), which ``docs/results.rst`` includes.
 """
 
 from __future__ import annotations
@@ -79,6 +79,27 @@ def _rst(rows: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
+def _training_rst(models: list) -> str:
+    """The training record of each model file (steps, wall time, commands, history)."""
+    lines = ["Training records", "----------------", "",
+             "As recorded in each model file's metadata (``lineardiff.pretrained.load_model"
+             "(name).meta``); wall time is one CPU thread of a shared 2-core machine.", ""]
+    for label, m in models:
+        meta = m.meta
+        hours = meta.get("train_seconds")
+        params = sum(p.numel() for p in m.net.parameters())
+        lines += [f"``{label}``", f"    {m.config['process']['name']} + "
+                  f"{m.config['model']['name']}, {params:,} parameters, {m.step} steps"
+                  + (f", {hours / 3600:.2f} h of training recorded in the logs" if hours else "")
+                  + f". Last command: ``{meta.get('command', '?')}``."]
+        init = meta.get("initialised_from")
+        while init:
+            lines[-1] += f" Continued from a model file at step {init.get('step')}."
+            init = None
+        lines.append("")
+    return "\n".join(lines)
+
+
 def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int = 0,
                 n_mc: int | None = None, command: str = "lineardiff results",
                 progress: bool = True) -> Path:
@@ -104,12 +125,14 @@ def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int 
     folder = writable_folder(out)
     names = list(models) if models else list(shipped_models())
     rows = []
+    loaded = []
     t0 = time.perf_counter()
     for name in names:
         model = load_model(name)
         if model.config["data"]["name"] != "ising":
             continue
         label = Path(str(name)).stem
+        loaded.append((label, model))
         for task, kw in _tasks(model):
             sub = writable_folder(folder / label / task)
             common = dict(n=n, steps=steps, seed=seed, n_mc=n_mc, out=sub, progress=progress)
@@ -120,6 +143,7 @@ def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int 
             report["command"] = command
             write_json(sub / "report.json", report)
             rows.append(_row(label, task, report, f"{label}/{task}"))
+    write_text(folder / "training.rst.inc", _training_rst(loaded))
     write_json(folder / "results.json", {"command": command, "torch": torch.__version__,
                                          "seconds": time.perf_counter() - t0, "rows": rows})
     return write_text(folder / "tables.rst.inc", _rst(rows, command))

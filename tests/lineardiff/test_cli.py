@@ -90,6 +90,12 @@ def test_export_init_and_load_model(run, tmp_path):
     assert main(["train", "--config", str(cfg), "--quiet", "--out", str(new), "--init", str(out),
                  "--set", f"train.steps={m.step + 2}"]) == 0
     assert load_checkpoint(new / "checkpoint.safetensors").step == m.step + 2
+    # the history travels: the new run records where it started, and its export adds the
+    # earlier training time to its own
+    assert main(["export", str(new), "--to", str(tmp_path / "m2.safetensors")]) == 0
+    m2 = load_model(tmp_path / "m2.safetensors")
+    assert m2.meta["initialised_from"]["step"] == m.step
+    assert m2.meta["train_seconds"] > m.meta["train_seconds"]
 
 
 def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
