@@ -152,6 +152,8 @@ def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
     table = (tmp_path / "r" / "tables.rst.inc").read_text()
     assert table.startswith(".. list-table::") and "Made by ``lineardiff results" in table
     assert (tmp_path / "r" / "run" / "upscale2x" / "sr2x_panels.png").stat().st_size > 0
+    record = (tmp_path / "r" / "training.rst.inc").read_text()
+    assert "``run``" in record and "steps" in record and "lineardiff train --config" in record
 
 
 @pytest.mark.parametrize(
