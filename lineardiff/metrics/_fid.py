@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .ising import _check_int
+
 __all__ = [
     "INCEPTION_INPUT_RANGE",
     "INCEPTION_INPUT_SIZE",
@@ -60,14 +62,6 @@ _IMAG_RTOL = 1e-3
 
 
 # ------------------------------------------------------------------------------------ checks
-
-
-def _check_int(where: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: expected an integer {name}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_range(where: str, name: str, value) -> tuple[float, float]:
