@@ -16,14 +16,7 @@ import torch
 from . import figures
 from ._generate import coarse_entry, generate, super_resolve
 from .data import T_C, energy_per_site, magnetization, wolff_configurations
-from .metrics import (
-    binarize,
-    block_consistency,
-    compare,
-    four_point_connected,
-    majority_blocks,
-    radial_correlation,
-)
+from .metrics import binarize, block_consistency, compare, curve_estimates, majority_blocks
 
 __all__ = ["evaluate_generation", "evaluate_upscaling", "sr_input_scale"]
 
@@ -39,23 +32,11 @@ def _spins(x) -> np.ndarray:
 
 
 def _curves(configs: np.ndarray, ls) -> dict:
-    """G(r) and G4c(l) with jackknife standard errors over 10 blocks of configurations."""
-    r, g = radial_correlation(configs)
-    g4 = four_point_connected(configs, ls)
-    blocks = np.array_split(np.arange(configs.shape[0]), min(10, configs.shape[0]))
-    jg, j4 = [], []
-    for b in blocks:
-        keep = np.setdiff1d(np.arange(configs.shape[0]), b)
-        jg.append(radial_correlation(configs[keep])[1])
-        j4.append(four_point_connected(configs[keep], ls))
-    k = len(blocks)
-
-    def se(j):
-        j = np.asarray(j)
-        return np.sqrt((k - 1) / k * ((j - j.mean(0)) ** 2).sum(0))
-
-    return {"r": r.tolist(), "G": g.tolist(), "G_se": se(jg).tolist(), "l": list(ls),
-            "G4c": g4.tolist(), "G4c_se": se(j4).tolist()}
+    """G(r) and G4c(l) with influence-function standard errors (:func:`curve_estimates`)."""
+    est = curve_estimates(configs, curves=("G", "G4c"), ls=ls)
+    g, g4 = est["G"], est["G4c"]
+    return {"r": g.x.tolist(), "G": g.value.tolist(), "G_se": g.se.tolist(), "l": list(ls),
+            "G4c": g4.value.tolist(), "G4c_se": g4.se.tolist()}
 
 
 def _side_by_side(model_spins, mc_spins, out: Path | None, prefix: str, title: str) -> dict:
