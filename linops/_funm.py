@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _banded
 from ._base import LinearOperator
 from ._basis_diagonal import BasisDiagonal
 from ._fused import kron_matvec
@@ -83,7 +84,7 @@ def _spectrum_checker(name: str | None, where: str, dtype: torch.dtype, scale_hi
     def check(eig: torch.Tensor, location: Callable[[int], str] | None = None) -> None:
         if domain is None or eig.numel() == 0:
             return
-        scale = max(scale_hint, float(eig.abs().max()))
+        scale = max(scale_hint, float(eig.detach().abs().max()))
         floor = -1000 * eps * scale
         low = float(eig.min())
         bad = low < floor if domain == "psd" else low <= 0
@@ -186,8 +187,42 @@ def _exact_kronecker(sk: ShiftedKronecker, v, f, name, where):
     _spectrum_checker(name, where, v.dtype, scale)(
         eig, lambda i: f" (Kronecker eigenpair ({i // W}, {i % W}) of a I + b G_h (x) G_w)"
     )
-    z = U_h.T @ v @ U_w
-    return U_h @ (f(_clamp(eig, name)) * z) @ U_w.T, "kronecker"
+    fx = f(_clamp(eig, name))
+    # G_h, G_w of a downsampling are rank-deficient (R^T R of a 2x resize has rank n/2):
+    # on the eigenvectors with lam_h lam_w = 0, f(A) = f(a). Writing
+    # f(A) v = f(a) v + U_h' [(f(eig') - f(a)) * (U_h'^T V U_w')] U_w'^T over the nonzero
+    # eigenpairs only (those with |lam| above rounding) does the same work on the smaller
+    # factors: about 2.7x fewer flops at 64 -> 32, and exact to rounding
+    fa = f(_clamp(torch.tensor([sk.a], dtype=torch.float64), name))
+    keep_h, keep_w = _nonzero(lam_h), _nonzero(lam_w)
+    if bool(torch.isfinite(fa).all()) and (keep_h.sum() + keep_w.sum()) * 4 <= 3 * (
+        lam_h.numel() + lam_w.numel()
+    ):
+        U_h, U_w = U_h[:, keep_h], U_w[:, keep_w]  # noqa: N806
+        d = (fx[keep_h][:, keep_w] - fa).to(v.dtype)
+        z = _two_sided(v, U_h.T.to(v.dtype), U_w.to(v.dtype)).mul_(d)
+        out = _two_sided(z, U_h.to(v.dtype), U_w.T.to(v.dtype))
+        return out.add_(v, alpha=float(fa)), "kronecker"
+    z = _two_sided(v, U_h.T.to(v.dtype), U_w.to(v.dtype)).mul_(fx.to(v.dtype))
+    return _two_sided(z, U_h.to(v.dtype), U_w.T.to(v.dtype)), "kronecker"
+
+
+def _nonzero(lam: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues that are not zero to rounding (``|lam| > n eps max |lam|``)."""
+    return lam.abs() > lam.numel() * torch.finfo(lam.dtype).eps * lam.abs().max()
+
+
+def _two_sided(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left @ X @ right`` for every ``(H, W)`` image of ``x`` as two large GEMMs.
+
+    ``X right`` is one ``(N H, W) x (W, W)`` product; ``left (.)`` one batched product
+    with the (expanded, not copied) left factor. Broadcasting ``left @ x @ right``
+    directly runs about 2x slower on a (64, 3, 64, 64) batch.
+    """
+    H, W = x.shape[-2:]  # noqa: N806
+    y = (x.reshape(-1, W) @ right).view(-1, H, right.shape[1])
+    out = torch.bmm(left.expand(y.shape[0], *left.shape), y)
+    return out.view(*x.shape[:-2], left.shape[0], right.shape[1])
 
 
 def _exact_basis_diagonal(A: BasisDiagonal, v, f, name, where):
@@ -241,6 +276,12 @@ def _matvec(A: LinearOperator, v: torch.Tensor, backend: str):
     G_h, G_w = sk.kron.G_h.to(v.dtype), sk.kron.G_w.to(v.dtype)
     if backend == "triton" or (backend == "auto" and v.device.type == "cuda"):
         return lambda x: kron_matvec(x, G_h, G_w, sk.a, sk.b, backend=backend)
+    if v.device.type == "cpu" and not (torch.is_grad_enabled() and v.requires_grad):
+        # banded factors (resize, blur): one compiled pass per image (no autograd through it)
+        banded = _banded.shifted_kron_matvec(G_h, G_w, sk.a, sk.b)
+        if banded is not None:
+            banded.writes_out = True  # Lanczos reuses one output buffer
+            return banded
     H, W = G_h.shape[0], G_w.shape[0]  # noqa: N806
     G_wt = G_w.T.contiguous()  # noqa: N806
 
@@ -333,7 +374,7 @@ def funm(
     the Ritz pairs (Ilic, Turner and Simpson 2010; Chen, Greenbaum, Musco and
     Musco 2022), with ``λ_min`` replaced by half the smallest Ritz value. It holds
     without reorthogonalisation and needs no history, so ``f(T_k)`` is computed
-    only on a schedule (every step up to 8, then at most ``k / 8`` steps apart,
+    only on a schedule (every step up to 8, then at most ``k / 4`` steps apart,
     sooner when the decay predicts ``tol``) and a run stops at the first check
     below ``tol``. For ``exp`` and callables the estimate extrapolates the
     geometric tail of the differences between successive iterates, with the
@@ -415,8 +456,9 @@ def funm(
         check(theta, location)
 
     flat = v.reshape(-1, *A.in_shape)
+    matvec = _matvec(A, flat, backend)
     state = lanczos_funm(
-        _matvec(A, flat, backend),
+        matvec,
         flat,
         lambda x: fn(_clamp(x, name)),
         tol=tol,
@@ -425,6 +467,7 @@ def funm(
         check_spectrum=check_ritz,
         backend=backend,
         stieltjes=name if name in STIELTJES else None,
+        matvec_out=getattr(matvec, "writes_out", False),
     )
     converged = bool(state.converged.all())
     result = FunmResult(

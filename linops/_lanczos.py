@@ -17,7 +17,7 @@ SAFETY = 2.0  # margin on the geometric tail, see benchmarks/bench_funm.py
 STIELTJES = ("sqrt", "invsqrt", "log")
 MU_FRACTION = 0.5  # the residual estimate takes lambda_min >= MU_FRACTION * (smallest Ritz value)
 EVERY_STEP_UNTIL = 8  # residual mode: check at every step this far (the eigh is tiny)
-MAX_GAP_FRACTION = 8  # residual mode: at most k // MAX_GAP_FRACTION steps between checks
+MAX_GAP_FRACTION = 4  # residual mode: at most k // MAX_GAP_FRACTION steps between checks
 
 
 @dataclass
@@ -84,6 +84,28 @@ def residual_estimate(kind: str, theta, S, beta_k):
     return torch.where(positive, est, torch.full_like(est, math.inf))
 
 
+#: the chunks of the last finished basis, reused by the next run of the same (B, n, dtype,
+#: device): first writes to fresh memory page-fault, which cost as much as the matvec at 64 px
+_SPARE: dict[tuple, list[torch.Tensor]] = {}
+SPARE_BYTES = 1 << 30  # a finished basis larger than this is freed, not kept
+
+
+def clear_workspace() -> None:
+    """Free the Krylov-basis memory that Lanczos keeps for its next call.
+
+    :func:`linops.funm` (method ``"lanczos"``) keeps the storage of its last Krylov basis
+    (at most 1 GiB) and reuses it when the next call has the same batch shape, dtype and
+    device: writing to freshly allocated memory page-faults, which on a CPU costs as much
+    as the structured matvec itself. Call this to give the memory back.
+
+    Examples
+    --------
+    >>> import linops
+    >>> linops.clear_workspace()
+    """
+    _SPARE.clear()
+
+
 class _Basis:
     """The Krylov vectors of every right-hand side, in chunks that are never copied.
 
@@ -94,20 +116,56 @@ class _Basis:
 
     def __init__(self, first: torch.Tensor, capacity: int):
         self.capacity = capacity
-        self.chunks: list[torch.Tensor] = []
+        B, n = first.shape
+        self.key = (B, n, first.dtype, first.device)
+        self.spare = _SPARE.pop(self.key, [])  # reused storage, taken so no one else shares it
+        self.chunks: list[torch.Tensor] = [self._new_chunk(min(16, capacity))]
         self.size = 0
         self.append(first)
 
+    def _new_chunk(self, grow: int) -> torch.Tensor:
+        if self.spare and self.spare[0].shape[1] == grow:
+            return self.spare.pop(0)
+        self.spare = []  # a different growth pattern: allocate from here on
+        B, n, dtype, device = self.key
+        return torch.empty((B, grow, n), dtype=dtype, device=device)
+
+    def release(self) -> None:
+        """Hand the storage to the next run (see :func:`clear_workspace`)."""
+        chunks = [c for c in self.chunks if c.device.type == "cpu"]  # CUDA has a caching allocator
+        if chunks and sum(c.numel() * c.element_size() for c in chunks) <= SPARE_BYTES:
+            _SPARE.clear()
+            _SPARE[self.key] = chunks
+        self.chunks = []
+
     def append(self, q: torch.Tensor) -> None:
+        self.next_slot().copy_(q)
+
+    def locate(self, j: int) -> tuple[torch.Tensor, int]:
+        """``(chunk, i)`` with vector ``j`` at ``chunk[:, i]`` (chunks are contiguous)."""
+        start = 0
+        for c in self.chunks:
+            if j < start + c.shape[1]:
+                return c, j - start
+            start += c.shape[1]
+        raise IndexError(f"basis vector {j} of {self.size}")
+
+    def last(self) -> torch.Tensor:
+        """The ``(B, n)`` view of the newest vector."""
+        c, i = self.locate(self.size - 1)
+        return c[:, i]
+
+    def next_slot(self) -> torch.Tensor:
+        """The ``(B, n)`` view that holds the next vector (counted as appended)."""
         used = sum(c.shape[1] for c in self.chunks)
         if self.size == used:
             grow = min(max(16, used), self.capacity - used)
-            B, n = q.shape
-            self.chunks.append(torch.empty((B, grow, n), dtype=q.dtype, device=q.device))
+            self.chunks.append(self._new_chunk(grow))
             used += grow
         last = self.chunks[-1]
-        last[:, self.size - (used - last.shape[1])] = q
+        slot = last[:, self.size - (used - last.shape[1])]
         self.size += 1
+        return slot
 
     def views(self, k: int):
         """``(chunk, start)`` pairs covering the first ``k`` vectors."""
@@ -140,7 +198,7 @@ def _three_term(w, q, q_prev, beta_prev):
     The same arithmetic as :func:`linops.lanczos_step` with ``backend="torch"``, without
     its temporaries: batched dot products and fused multiply-adds into ``w``.
     """
-    alpha = torch.bmm(q.unsqueeze(1), w.unsqueeze(2)).view(-1)
+    alpha = torch.linalg.vecdot(q, w, dim=1)  # ~2x a (B, 1, n) x (B, n, 1) bmm
     w.addcmul_(alpha.unsqueeze(1), q, value=-1.0)
     w.addcmul_(beta_prev.unsqueeze(1), q_prev, value=-1.0)
     return w, alpha, torch.linalg.vector_norm(w, dim=1)
@@ -165,10 +223,12 @@ def lanczos_funm(
     backend: str = "torch",
     min_iters: int = 2,
     stieltjes: str | None = None,
+    matvec_out: bool = False,
 ) -> LanczosState:
     """Run batched Lanczos on ``v`` of shape ``(B, *in_shape)``; see :func:`linops.funm`.
 
-    ``matvec`` maps ``(B, *in_shape)`` to the same shape. With ``reorth="none"`` the
+    ``matvec`` maps ``(B, *in_shape)`` to the same shape; with ``matvec_out`` it takes
+    ``out=`` and writes there (one buffer reused at every step). With ``reorth="none"`` the
     three-term update runs through :func:`linops.lanczos_step` when the backend is
     Triton (one fused kernel on CUDA) and in place in torch otherwise; full
     reorthogonalisation needs ``beta`` after the Gram-Schmidt passes and keeps the
@@ -182,7 +242,7 @@ def lanczos_funm(
     bound from the Lanczos residual with ``lambda_min`` replaced by half the smallest
     Ritz value. It needs only ``T_k``, no history, so it is computed on a schedule --
     every step up to 8, then when the observed decay of the estimate predicts that
-    ``tol`` is near, at most ``k / 8`` steps apart -- instead of a batched ``eigh`` at
+    ``tol`` is near, at most ``k / 4`` steps apart -- instead of a batched ``eigh`` at
     every step, and a run stops at the first check with the estimate below ``tol``.
     A rounding term ``k eps`` is added (the estimate ignores rounding).
 
@@ -232,13 +292,17 @@ def lanczos_funm(
     next_check = 1
     last_check: tuple[int, float] | None = None
     k = 0
+    wbuf = torch.empty_like(q) if matvec_out else None  # one output buffer for every matvec
     for k in range(1, max_iters + 1):
-        w = matvec(q.reshape(v.shape)).reshape(B, n)
+        if matvec_out:
+            w = matvec(q.reshape(v.shape), out=wbuf.view(v.shape)).reshape(B, n)
+        else:
+            w = matvec(q.reshape(v.shape)).reshape(B, n)
         if reorth == "full":
             w, alpha, _ = _three_term(_own(w, q), q, q_prev, beta_prev)
-            # classical Gram-Schmidt, repeated only when the pass removed a large part of w
-            # (Kahan-Parlett "twice is enough": ||w|| falling below 1/sqrt(2) of its size
-            # signals cancellation); after the three-term recurrence it rarely does
+            # classical Gram-Schmidt, repeated only when the pass removed a large part
+            # of w (Kahan-Parlett "twice is enough": ||w|| falling below 1/sqrt(2) of
+            # its size signals cancellation); after the three-term recurrence it rarely does
             for _ in range(2):
                 before = torch.linalg.vector_norm(w, dim=1)
                 w = basis.orthogonalise(w, k)
@@ -310,12 +374,17 @@ def lanczos_funm(
             estimate = torch.where(newly, torch.zeros_like(estimate), estimate)
         if coef_at == k and (bool(converged.all()) or last):
             break
-        q_next = w / torch.where(beta > 0, beta, torch.ones_like(beta)).unsqueeze(1)
-        if bool(done_breakdown.any()):
-            q_next = torch.where(done_breakdown.unsqueeze(1), torch.zeros_like(q_next), q_next)
-        basis.append(q_next)
+        # q_{k+1} = w / beta, written straight into the basis (no copy); zero after breakdown
+        scale = torch.where(beta > 0, beta, torch.ones_like(beta)).reciprocal()
+        scale = torch.where(done_breakdown, torch.zeros_like(scale), scale).unsqueeze(1)
+        if torch.is_grad_enabled() and (w.requires_grad or scale.requires_grad):
+            basis.append(w * scale)  # out= does not record a graph
+            q_next = basis.last()
+        else:
+            q_next = torch.mul(w, scale, out=basis.next_slot())
         q_prev, q, beta_prev = q, q_next, beta
     value = basis.combine(coef) * vnorm.unsqueeze(1)
+    basis.release()
     estimate = torch.where(vnorm > 0, estimate, torch.zeros_like(estimate))
     converged = converged | (vnorm == 0)
     return LanczosState(
@@ -333,7 +402,7 @@ def _gap(k: int, pending: torch.Tensor, last_check, tol: float) -> int:
 
     Every step while ``k < 8``; then the steps that the decay rate seen since the last
     check predicts until the worst pending estimate reaches ``tol`` (70% of them, so a
-    check lands just before rather than after), between 1 and ``k // 8``.
+    check lands just before rather than after), between 1 and ``k // 4``.
     """
     if k < EVERY_STEP_UNTIL or pending.numel() == 0:
         return 1

@@ -61,3 +61,109 @@ def test_adjoint_at_256_uses_it_and_stays_exact():
     R = linops.Resize((1, 256, 256), (128, 128))
     y = torch.randn(2, 1, 128, 128, dtype=torch.float64)
     torch.testing.assert_close(R.apply_adjoint(y), R.apply_adjoint_vjp(y), rtol=0, atol=1e-13)
+
+
+# ----------------------------------------------- a I + b G_h X G_w^T (Lanczos' matvec)
+def _gram(make):
+    op = make()
+    m_h, m_w = op.factors()
+    return (m_h.T @ m_h).double(), (m_w.T @ m_w).double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: linops.Resize((64, 64), (32, 32)),
+        lambda: linops.Resize((96, 104), (48, 52), mode="bicubic"),
+        "hand-made",
+    ],
+)
+def test_shifted_kron_matvec_matches_dense(make, dtype):
+    if make == "hand-made":  # different half-bandwidths (1 and 3), non-square images
+        G_h = (
+            torch.diag(torch.rand(40) + 2)
+            + torch.diag(torch.rand(39), 1)
+            + torch.diag(torch.rand(39), -1)
+        )  # noqa: N806
+        G_w = torch.eye(56) * 3 + torch.diag(torch.rand(53), 3) - torch.diag(torch.rand(55), -1)  # noqa: N806
+        G_h, G_w = G_h.double(), G_w.double()  # noqa: N806
+    else:
+        G_h, G_w = _gram(make)  # noqa: N806
+    G_h, G_w = G_h.to(dtype), G_w.to(dtype)  # noqa: N806
+    apply = _banded.shifted_kron_matvec(G_h, G_w, 0.75, -1.25)
+    assert apply is not None
+    H, W = G_h.shape[0], G_w.shape[0]  # noqa: N806
+    x = torch.randn(5, 3, H, W, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    dense = 0.75 * x - 1.25 * (G_h @ x @ G_w.T)
+    eps = torch.finfo(dtype).eps
+    # a few dozen products per output, summed in another order: 64 eps of the output scale
+    atol = 64 * eps * dense.abs().max().item()
+    torch.testing.assert_close(apply(x), dense, rtol=0, atol=atol)
+    # strided rows (a Lanczos basis slot) and a given output buffer
+    basis = torch.randn(5, 4, 3 * H * W, dtype=dtype)
+    slot = basis[:, 2].view(5, 3, H, W)
+    assert not slot.is_contiguous()
+    out = torch.empty(5, 3, H, W, dtype=dtype)
+    got = apply(slot, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(got, 0.75 * slot - 1.25 * (G_h @ slot @ G_w.T), rtol=0, atol=atol)
+
+
+def test_shifted_kron_matvec_refuses_what_it_cannot_do():
+    G = torch.eye(64, dtype=torch.float64)
+    assert (
+        _banded.shifted_kron_matvec(
+            torch.eye(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64), 1, 1
+        )
+        is None
+    )
+    assert (
+        _banded.shifted_kron_matvec(torch.ones(64, 64, dtype=torch.float64), G, 1, 1) is None
+    )  # dense
+    assert _banded.shifted_kron_matvec(G.to(torch.complex128), G.to(torch.complex128), 1, 1) is None
+    apply = _banded.shifted_kron_matvec(G, G, 1.0, 1.0)
+    with pytest.raises(
+        ValueError,
+        match=r"shifted_kron_matvec: expected a CPU torch.float64 tensor \(\.\.\., 64, 64\)",
+    ):
+        apply(torch.randn(2, 32, 32, dtype=torch.float64))
+    with pytest.raises(ValueError, match="out must be a contiguous"):
+        apply(
+            torch.randn(2, 64, 64, dtype=torch.float64),
+            out=torch.empty(2, 64, 32, dtype=torch.float64),
+        )
+
+
+def test_lanczos_on_the_banded_route_matches_the_exact_path():
+    """sqrt of SSD's covariance at 64 -> 32 px: the compiled matvec inside Lanczos."""
+    R = linops.Resize((2, 64, 64), (32, 32))
+    A = linops.Identity(R.in_shape) - 0.9 * (R.H @ R)
+    v = torch.randn(3, 2, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    from linops._funm import _matvec
+
+    assert getattr(_matvec(A, v, "torch"), "writes_out", False)  # the banded route is taken
+    exact = linops.sqrtm(A, v).value
+    first = linops.sqrtm(A, v, method="lanczos", tol=1e-12)
+    again = linops.sqrtm(A, v, method="lanczos", tol=1e-12)  # reuses the kept basis storage
+    assert first.converged
+    # tol 1e-12 (relative): 1e-11 leaves the estimate's margin and rounding
+    assert ((first.value - exact).norm() / exact.norm()).item() < 1e-11
+    assert torch.equal(first.value, again.value)
+    linops.clear_workspace()
+    third = linops.sqrtm(A, v, method="lanczos", tol=1e-12)
+    assert torch.equal(first.value, third.value)
+
+
+def test_lanczos_keeps_inputs_that_require_grad_off_the_compiled_route():
+    R = linops.Resize((64, 64), (32, 32))
+    A = linops.Identity(R.in_shape) - 0.5 * (R.H @ R)
+    v = torch.randn(2, 64, 64, dtype=torch.float64, requires_grad=True)
+    from linops._funm import _matvec
+
+    assert not getattr(_matvec(A, v, "torch"), "writes_out", False)
+    y = linops.sqrtm(A, v, method="lanczos", tol=1e-10).value
+    with torch.no_grad():
+        z = linops.sqrtm(A, v, method="lanczos", tol=1e-10).value
+    # GEMM route vs compiled route, same Krylov steps: rounding only
+    torch.testing.assert_close(y.detach(), z, rtol=0, atol=1e-12)
