@@ -27,7 +27,7 @@ def generate(
     model,
     n: int,
     *,
-    steps: int = 50,
+    steps: int = 200,
     seed: int = 0,
     batch_size: int = 64,
     clip: float | None = 1.0,
@@ -40,7 +40,7 @@ def generate(
     ----------
     model : TrainedModel
     n : int
-    steps : int, default 50
+    steps : int, default 200
         Respaced reverse steps (:func:`~lineardiff.respace`; resolution changes are kept).
     seed : int, default 0
         Seeds one generator for the whole run: the same call gives the same samples.
@@ -99,7 +99,7 @@ def super_resolve(
     model,
     y: torch.Tensor,
     *,
-    steps: int = 50,
+    steps: int = 200,
     seed: int = 0,
     batch_size: int = 64,
     clip: float | None = 1.0,
@@ -120,7 +120,7 @@ def super_resolve(
         The low-resolution images as the process sees them: the chain of resizes applied to a
         clean image (see :func:`~lineardiff.pretrained.TrainedModel` and the SR protocol in
         the docs for Ising block spins).
-    steps : int, default 50
+    steps : int, default 200
         Respaced steps of the whole chain; those below the entry state are run.
     seed, batch_size, clip, progress
         As for :func:`generate`.

@@ -126,7 +126,7 @@ def run_demo(out="demo-output", *, model="ising32-ssd", n: int = 32, steps: int 
         "![energy](sr2x_energy.png) ![|m|](sr2x_abs_m.png)",
         "",
         "With a few dozen samples the pass rule's thresholds are wide; run "
-        "`lineardiff demo --n 1000 --steps 100` (or `lineardiff evaluate`) for a decisive test.",
+        "`lineardiff demo --n 1000 --steps 200` (or `lineardiff evaluate`) for a decisive test.",
         "",
     ]
     return write_text(folder / "report.md", "\n".join(md))

@@ -17,7 +17,7 @@ from .metrics import fid_kid
 __all__ = ["evaluate_fid"]
 
 
-def evaluate_fid(model, reference, extractor, *, n: int = 1000, steps: int = 50, seed: int = 0,
+def evaluate_fid(model, reference, extractor, *, n: int = 1000, steps: int = 200, seed: int = 0,
                  batch_size: int = 50, out=None, progress: bool = True) -> dict:
     """Generate ``n`` images and compare them with ``reference`` by FID and KID.
 

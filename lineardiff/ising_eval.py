@@ -61,7 +61,7 @@ def _side_by_side(model_spins, mc_spins, out: Path | None, prefix: str, title: s
     return {"model": cm, "monte_carlo": cr}
 
 
-def evaluate_generation(model, *, n: int = 64, steps: int = 50, seed: int = 0,
+def evaluate_generation(model, *, n: int = 64, steps: int = 200, seed: int = 0,
                         n_mc: int | None = None, size: int | None = None, out=None,
                         progress: bool = True) -> dict:
     """Unconditional samples against fresh Monte Carlo at the training size or another one.
@@ -72,7 +72,7 @@ def evaluate_generation(model, *, n: int = 64, steps: int = 50, seed: int = 0,
         Trained on Ising data (``[data] name = "ising"``).
     n : int, default 64
         Model samples.
-    steps : int, default 50
+    steps : int, default 200
         Respaced reverse steps.
     seed : int, default 0
         Sampling seed.
@@ -140,7 +140,7 @@ def sr_input_scale(process, fine: np.ndarray, b: int) -> float:
     return float(np.mean(dx * blocks))
 
 
-def evaluate_upscaling(model, *, factor: int = 2, n: int = 64, steps: int = 50, seed: int = 0,
+def evaluate_upscaling(model, *, factor: int = 2, n: int = 64, steps: int = 200, seed: int = 0,
                        n_mc: int | None = None, out=None, progress: bool = True) -> dict:
     """Super-resolution of majority-rule block spins of held-out Monte Carlo (ISING.md protocol).
 

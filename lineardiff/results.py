@@ -2,7 +2,7 @@
 
 One command regenerates the page's numbers and figures::
 
-    lineardiff results --out docs/_static/results --n 1000 --steps 100
+    lineardiff results --out docs/_static/results --n 500 --steps 200
 
 For each shipped Ising model it runs unconditional generation against fresh Monte Carlo; for
 SSD models also super-resolution (every factor its pyramid allows: 16 -> 32 and 8 -> 32 at
@@ -14,6 +14,7 @@ record of each model file), which ``docs/results.rst`` includes.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def _rst(rows: list[dict], command: str) -> str:
                  f"{r['consistency']:.3f}" if "consistency" in r else "",
                  "yes" if r["passes"] else "no"]
         lines.append("   * - " + "\n     - ".join(cells))
-    lines += ["", f"Made by ``{command}``.", ""]
+    commands = list(dict.fromkeys(r.get("command", command) for r in rows)) or [command]
+    lines += ["", "Made by " + ", ".join(f"``{c}``" for c in commands) + ".", ""]
     return "\n".join(lines)
 
 
@@ -100,9 +102,9 @@ def _training_rst(models: list) -> str:
     return "\n".join(lines)
 
 
-def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int = 0,
+def run_results(out, *, models=None, n: int = 500, steps: int = 200, seed: int = 0,
                 n_mc: int | None = None, command: str = "lineardiff results",
-                progress: bool = True) -> Path:
+                progress: bool = True, update: bool = False) -> Path:
     """Evaluate shipped models; write reports, figures, ``results.json`` and ``tables.rst.inc``.
 
     Parameters
@@ -116,6 +118,10 @@ def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int 
     command : str
         The command line, recorded with the tables.
     progress : bool, default True
+    update : bool, default False
+        Keep the rows of an earlier ``results.json`` in ``out`` for the models not evaluated
+        now (each row records its own command, sample count and steps), so that one model
+        can be re-evaluated without re-running the others.
 
     Returns
     -------
@@ -142,7 +148,23 @@ def run_results(out, *, models=None, n: int = 1000, steps: int = 100, seed: int 
                 report = evaluate_generation(model, **kw, **common)
             report["command"] = command
             write_json(sub / "report.json", report)
-            rows.append(_row(label, task, report, f"{label}/{task}"))
+            rows.append(_row(label, task, report, f"{label}/{task}") | {"command": command})
+    labels = [label for label, _ in loaded]
+    if update and (folder / "results.json").is_file():
+        old = json.loads((folder / "results.json").read_text())
+        kept = [r for r in old.get("rows", []) if r["model"] not in labels]
+        for r in kept:
+            r.setdefault("command", old.get("command", "?"))
+        rows = kept + rows
+        known = {label for label, _ in loaded}
+        for r in kept:  # their training records too
+            if r["model"] not in known and r["model"] in shipped_models():
+                loaded.append((r["model"], load_model(r["model"])))
+                known.add(r["model"])
+    order = list(shipped_models())
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda r: rank.get(r["model"], len(order)))
+    loaded.sort(key=lambda item: rank.get(item[0], len(order)))
     write_text(folder / "training.rst.inc", _training_rst(loaded))
     write_json(folder / "results.json", {"command": command, "torch": torch.__version__,
                                          "seconds": time.perf_counter() - t0, "rows": rows})

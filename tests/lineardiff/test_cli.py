@@ -154,6 +154,20 @@ def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
     assert (tmp_path / "r" / "run" / "upscale2x" / "sr2x_panels.png").stat().st_size > 0
     record = (tmp_path / "r" / "training.rst.inc").read_text()
     assert "``run``" in record and "steps" in record and "lineardiff train --config" in record
+    # --update keeps the rows of models not evaluated now, each with its own command
+    summary["rows"].append(dict(summary["rows"][0], model="other-model", n=999))
+    (tmp_path / "r" / "results.json").write_text(json.dumps(summary))
+    assert main(["results", "--models", str(root / "run"), "--n", "2", "--steps", "3",
+                 "--n-mc", "40", "--out", str(tmp_path / "r"), "--quiet", "--update"]) == 0
+    rows = json.loads((tmp_path / "r" / "results.json").read_text())["rows"]
+    assert sorted((r["model"], r["n"]) for r in rows) == [("other-model", 999), ("run", 2),
+                                                           ("run", 2)]
+    table = (tmp_path / "r" / "tables.rst.inc").read_text()
+    assert "other-model" in table and "--n 3" in table and "--n 2" in table
+    assert main(["results", "--models", str(root / "run"), "--n", "2", "--steps", "3",
+                 "--n-mc", "40", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "r" / "results.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"run"}  # without --update the table is replaced
 
 
 @pytest.mark.parametrize(
