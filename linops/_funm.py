@@ -86,7 +86,7 @@ def _spectrum_checker(name: str | None, where: str, dtype: torch.dtype, scale_hi
             return
         scale = max(scale_hint, float(eig.detach().abs().max()))
         floor = -1000 * eps * scale
-        low = float(eig.min())
+        low = float(eig.detach().min())
         bad = low < floor if domain == "psd" else low <= 0
         if bad:
             idx = int(eig.reshape(-1).argmin())
@@ -280,7 +280,6 @@ def _matvec(A: LinearOperator, v: torch.Tensor, backend: str):
         # banded factors (resize, blur): one compiled pass per image (no autograd through it)
         banded = _banded.shifted_kron_matvec(G_h, G_w, sk.a, sk.b)
         if banded is not None:
-            banded.writes_out = True  # Lanczos reuses one output buffer
             return banded
     H, W = G_h.shape[0], G_w.shape[0]  # noqa: N806
     G_wt = G_w.T.contiguous()  # noqa: N806

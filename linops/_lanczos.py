@@ -141,19 +141,14 @@ class _Basis:
     def append(self, q: torch.Tensor) -> None:
         self.next_slot().copy_(q)
 
-    def locate(self, j: int) -> tuple[torch.Tensor, int]:
-        """``(chunk, i)`` with vector ``j`` at ``chunk[:, i]`` (chunks are contiguous)."""
-        start = 0
-        for c in self.chunks:
-            if j < start + c.shape[1]:
-                return c, j - start
-            start += c.shape[1]
-        raise IndexError(f"basis vector {j} of {self.size}")
-
     def last(self) -> torch.Tensor:
         """The ``(B, n)`` view of the newest vector."""
-        c, i = self.locate(self.size - 1)
-        return c[:, i]
+        start = 0
+        for c in self.chunks:
+            if self.size - 1 < start + c.shape[1]:
+                return c[:, self.size - 1 - start]
+            start += c.shape[1]
+        raise IndexError("empty basis")
 
     def next_slot(self) -> torch.Tensor:
         """The ``(B, n)`` view that holds the next vector (counted as appended)."""
@@ -300,9 +295,9 @@ def lanczos_funm(
             w = matvec(q.reshape(v.shape)).reshape(B, n)
         if reorth == "full":
             w, alpha, _ = _three_term(_own(w, q), q, q_prev, beta_prev)
-            # classical Gram-Schmidt, repeated only when the pass removed a large part
-            # of w (Kahan-Parlett "twice is enough": ||w|| falling below 1/sqrt(2) of
-            # its size signals cancellation); after the three-term recurrence it rarely does
+            # classical Gram-Schmidt, repeated only when the pass removed a large part of w
+            # (Kahan-Parlett "twice is enough": ||w|| falling below 1/sqrt(2) of its size
+            # signals cancellation); after the three-term recurrence it rarely does
             for _ in range(2):
                 before = torch.linalg.vector_norm(w, dim=1)
                 w = basis.orthogonalise(w, k)

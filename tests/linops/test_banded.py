@@ -145,10 +145,12 @@ def test_lanczos_on_the_banded_route_matches_the_exact_path():
     assert getattr(_matvec(A, v, "torch"), "writes_out", False)  # the banded route is taken
     exact = linops.sqrtm(A, v).value
     first = linops.sqrtm(A, v, method="lanczos", tol=1e-12)
+    kept = first.value.clone()
     again = linops.sqrtm(A, v, method="lanczos", tol=1e-12)  # reuses the kept basis storage
     assert first.converged
     # tol 1e-12 (relative): 1e-11 leaves the estimate's margin and rounding
     assert ((first.value - exact).norm() / exact.norm()).item() < 1e-11
+    assert torch.equal(first.value, kept)  # the result does not live in the reused storage
     assert torch.equal(first.value, again.value)
     linops.clear_workspace()
     third = linops.sqrtm(A, v, method="lanczos", tol=1e-12)
