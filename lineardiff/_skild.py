@@ -227,3 +227,41 @@ class SKILD(DiffusionProcess):
         X = torch.zeros((*y.shape[:-2], H, W), dtype=y.dtype, device=y.device)
         X[..., :h, :w] = linops.dct2(y) * ((H * W) / (h * w)) ** 0.5
         return linops.idct2(X)
+
+    def low_res(self, x: torch.Tensor, size) -> torch.Tensor:
+        """The low-resolution image of ``x`` that :meth:`embed` maps back: its lowest DCT modes.
+
+        Keeps the ``h x w`` lowest orthonormal-DCT modes of ``x`` and inverts them on an
+        ``h x w`` grid, scaled by ``sqrt(hw / HW)`` (so ``embed(low_res(x, (h, w)))`` is ``x``
+        band-limited to those modes, and ``low_res(embed(y), y.shape[-2:])`` is ``y``).
+
+        Parameters
+        ----------
+        x : Tensor, shape (..., H, W)
+            Images at the process's resolution.
+        size : int or (int, int)
+            ``h`` or ``(h, w)``, at most ``(H, W)``.
+
+        Returns
+        -------
+        Tensor, shape (..., h, w)
+
+        Examples
+        --------
+        >>> import torch
+        >>> from lineardiff import SKILD, PowerSpectrumFit
+        >>> p = SKILD((1, 8, 8), PowerSpectrumFit(C=1.0, k0=1.0, alpha=2.0))
+        >>> y = torch.randn(2, 1, 6, 6, dtype=torch.float64)
+        >>> torch.allclose(p.low_res(p.embed(y), 6), y)
+        True
+        """
+        H, W = self.shape[1:]
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[-2:]) != (H, W):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"SKILD.low_res: expected x of shape (..., {H}, {W}), got {got}")
+        if not (0 < h <= H and 0 < w <= W):
+            raise ValueError(
+                f"SKILD.low_res: expected a size between 1 and {(H, W)}, got {(h, w)}"
+            )
+        return linops.idct2(linops.dct2(x)[..., :h, :w]) * ((h * w) / (H * W)) ** 0.5

@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-scale", default="auto", metavar="C",
         help="multiply the inputs by C before entering the chain; 'auto' uses, for Ising "
-        "models, the best linear predictor of SSD's coarse image from majority block spins "
-        "and 1 otherwise (default auto)",
+        "SSD and SKILD models with inputs whose size divides L, the best linear predictor "
+        "of the process's coarse image from majority block spins, and 1 otherwise "
+        "(default auto)",
     )
     p.add_argument(
         "--consistency", action="store_true",
@@ -148,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "resolution of majority-rule block spins; fid: FID/KID of an image model against "
         "--reference (default generation)",
     )
-    p.add_argument("--factor", type=int, default=2, help="SR factor for --task upscale")
+    p.add_argument(
+        "--factor", type=float, default=2,
+        help="SR factor for --task upscale: an integer dividing L (majority-rule block "
+        "inputs); SKILD models also take factors that give an integer input size, e.g. 1.6 "
+        "for 20 -> 32 (inputs: the lowest DCT modes of held-out Monte Carlo) (default 2)",
+    )
     p.add_argument(
         "--size", type=int, default=None,
         help="--task generation at another lattice size (zero-shot; unet/dfu models)",
@@ -336,7 +342,8 @@ def _run(args, argv) -> int:
         if args.task == "generation":
             report = evaluate_generation(model, size=args.size, **kw)
         else:
-            report = evaluate_upscaling(model, factor=args.factor, **kw)
+            factor = int(args.factor) if float(args.factor).is_integer() else args.factor
+            report = evaluate_upscaling(model, factor=factor, **kw)
         report["command"] = "lineardiff " + " ".join(argv)
         write_json(out / "report.json", report)
         md = [f"# {report['task']}: `{model.path.name}` (step {model.step})", "",
@@ -390,7 +397,8 @@ def _input_scale(text: str, model, y) -> float:
             return float(text)
         except ValueError:
             raise ValueError(f"--input-scale: expected a number or 'auto', got {text!r}") from None
-    if model.config["data"]["name"] != "ising" or model.config["process"]["name"] != "ssd":
+    if model.config["data"]["name"] != "ising" or model.config["process"]["name"] not in (
+            "ssd", "skild") or model.size % y.shape[-1]:
         return 1.0
     from .data import wolff_configurations
     from .ising_eval import MC_HELDOUT_SEED, sr_input_scale

@@ -15,6 +15,7 @@ import torch
 
 from . import figures
 from ._generate import coarse_entry, generate, super_resolve
+from ._skild import SKILD
 from .data import T_C, energy_per_site, magnetization, wolff_configurations
 from .metrics import binarize, block_consistency, compare, curve_estimates, majority_blocks
 
@@ -127,65 +128,117 @@ def sr_input_scale(process, fine: np.ndarray, b: int) -> float:
     """Scale ``c`` that maps majority block spins to the process's view of the coarse image.
 
     SSD enters its chain at the coarse level with ``D x_0`` (``D`` the chain of antialiased
-    resizes), a smooth field, not the +-1 block spins of the SR protocol. The best linear
-    predictor of ``D x_0`` from the block spin ``s_B`` is ``c s_B`` with
-    ``c = E[(D x_0) s_B] / E[s_B^2] = E[(D x_0) s_B]``, estimated on Monte-Carlo data.
+    resizes), a smooth field, not the +-1 block spins of the SR protocol; SKILD with the
+    lowest DCT modes of ``x_0`` (:meth:`~lineardiff.SKILD.low_res`). The best linear
+    predictor of that view ``v`` from the block spin ``s_B`` is ``c s_B`` with
+    ``c = E[v s_B] / E[s_B^2] = E[v s_B]``, estimated on Monte-Carlo data.
     """
-    start = coarse_entry(process, fine.shape[-1] // b)
-    D = process.signal_operator(start)
-    a = process.signal_scale(start)
     x0 = torch.from_numpy(fine.astype(np.float64)).unsqueeze(1)
-    dx = D.apply(x0.to(torch.float32)).double().numpy()[:, 0] / a
+    if isinstance(process, SKILD):
+        view = process.low_res(x0, fine.shape[-1] // b).numpy()[:, 0]
+    else:
+        start = coarse_entry(process, fine.shape[-1] // b)
+        D = process.signal_operator(start)
+        a = process.signal_scale(start)
+        view = D.apply(x0.to(torch.float32)).double().numpy()[:, 0] / a
     blocks = majority_blocks(fine, b, seed=1)
-    return float(np.mean(dx * blocks))
+    return float(np.mean(view * blocks))
 
 
-def evaluate_upscaling(model, *, factor: int = 2, n: int = 64, steps: int = 200, seed: int = 0,
-                       n_mc: int | None = None, out=None, progress: bool = True) -> dict:
-    """Super-resolution of majority-rule block spins of held-out Monte Carlo (ISING.md protocol).
+def _low_size(process, L: int, factor) -> tuple[int, bool]:
+    """The input size ``L / factor`` and whether the factor gives majority blocks."""
+    where = "evaluate_upscaling"
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        raise TypeError(f"{where}: expected a number for factor, got {type(factor).__name__}")
+    h = L / factor if factor > 1 else 0.0
+    if factor <= 1 or abs(h - round(h)) > 1e-6 * L:
+        raise ValueError(
+            f"{where}: expected a factor > 1 with L / factor an integer (L = {L}), got {factor}"
+        )
+    h = round(h)
+    blocks = L % h == 0
+    if not blocks and not isinstance(process, SKILD):
+        raise ValueError(
+            f"{where}: expected an integer factor dividing {L} (only SKILD takes non-integer "
+            f"factors), got {factor}"
+        )
+    return h, blocks
 
-    Inputs are ``factor x factor`` majority blocks (random tie-breaks) of held-out L = size
-    configurations, scaled by :func:`sr_input_scale`; outputs are scored against native Monte
-    Carlo at L = size and by block consistency with the input.
+
+def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
+                       seed: int = 0, n_mc: int | None = None, out=None,
+                       progress: bool = True) -> dict:
+    """Super-resolution of held-out Monte Carlo reduced by ``factor`` (ISING.md protocol).
+
+    For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
+    (random tie-breaks) of held-out L = size configurations, scaled by
+    :func:`sr_input_scale`, and the report includes block consistency with the input. SKILD
+    models also take factors with ``L / factor`` an integer that does not divide ``L`` (e.g.
+    1.6: 20 -> 32); there majority blocks do not exist and the inputs are the process's own
+    low-resolution view of the held-out configurations (:meth:`~lineardiff.SKILD.low_res`,
+    their lowest DCT modes). Outputs are scored against native Monte Carlo at L = size.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        An SSD or SKILD model trained on Ising data.
+    factor : float, default 2
+        ``L / h`` for an ``h x h`` input.
+    n, steps, seed, n_mc, out, progress
+        As for :func:`evaluate_generation`.
 
     Returns
     -------
     dict
-        ``settings``, ``input_scale``, ``block_consistency`` (model and Monte-Carlo truth),
-        ``sharpness``, ``comparison``, ``curves``, ``seconds``.
+        ``settings`` (with ``input``: ``"majority blocks"`` or ``"lowest DCT modes"``),
+        ``input_scale``, ``block_consistency`` (model and Monte-Carlo truth; majority blocks
+        only), ``sharpness``, ``comparison``, ``curves``, ``seconds``.
     """
     _check_ising(model, "evaluate_upscaling")
     L = model.size
-    if factor < 2 or L % factor:
-        raise ValueError(f"evaluate_upscaling: expected a factor >= 2 dividing {L}, got {factor}")
+    h, blocks = _low_size(model.process, L, factor)
+    factor = L // h if blocks else L / h
     n_mc = n_mc or max(n, 2000)
     t0 = time.perf_counter()
     truth = wolff_configurations(L, n, seed=MC_HELDOUT_SEED)
-    calib = wolff_configurations(L, 2000, seed=MC_HELDOUT_SEED + 1)
-    c = sr_input_scale(model.process, calib, factor)
-    coarse = majority_blocks(truth, factor, seed=seed)
-    y = torch.from_numpy(c * coarse.astype(np.float32)).unsqueeze(1)
+    if blocks:
+        calib = wolff_configurations(L, 2000, seed=MC_HELDOUT_SEED + 1)
+        c = sr_input_scale(model.process, calib, factor)
+        coarse = majority_blocks(truth, factor, seed=seed)
+        y = torch.from_numpy(c * coarse.astype(np.float32)).unsqueeze(1)
+    else:
+        c = 1.0
+        x0 = torch.from_numpy(truth.astype(np.float64)).unsqueeze(1)
+        y = model.process.low_res(x0, h).to(torch.float32)
+        coarse = y.numpy()[:, 0]
     t1 = time.perf_counter()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress)
     t_model = time.perf_counter() - t1
     spins, soft = binarize(_spins(x))
     mc = wolff_configurations(L, n_mc, seed=MC_REFERENCE_SEED)
     out = None if out is None else Path(out)
+    tag = f"sr{factor}x" if blocks else f"sr{h}to{L}"
     if out is not None:
-        figures.sr_figure(coarse, spins, truth, out / f"sr{factor}x_panels.png")
-    return {
-        "task": f"super-resolution {L // factor} -> {L}",
-        "settings": {"L": L, "factor": factor, "n": n, "n_mc": n_mc, "steps": steps,
+        figures.sr_figure(coarse, spins, truth, out / f"{tag}_panels.png")
+    report = {
+        "task": f"super-resolution {h} -> {L}",
+        "settings": {"L": L, "factor": factor, "input_size": h,
+                     "input": "majority blocks" if blocks else "lowest DCT modes",
+                     "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step},
         "input_scale": c,
-        "block_consistency": {"model": block_consistency(spins, coarse, factor),
-                              "truth": block_consistency(truth, coarse, factor)},
+    }
+    if blocks:
+        report["block_consistency"] = {"model": block_consistency(spins, coarse, factor),
+                                       "truth": block_consistency(truth, coarse, factor)}
+    report |= {
         "sharpness": {"fraction_soft": soft},
         "comparison": compare(spins, mc, seed=seed),
-        "curves": _side_by_side(spins, mc, out, f"sr{factor}x", f"SR {L // factor} -> {L}"),
+        "curves": _side_by_side(spins, mc, out, tag, f"SR {h} -> {L}"),
         "seconds": {"sampling": t_model, "total": time.perf_counter() - t0},
     }
+    return report
 
 
 def _check_ising(model, where: str) -> None:

@@ -6,8 +6,9 @@ One command regenerates the page's numbers and figures::
 
 For each shipped Ising model it runs unconditional generation against fresh Monte Carlo; for
 SSD models also super-resolution (every factor its pyramid allows: 16 -> 32 and 8 -> 32 at
-L = 32); for models that run at any size (DFU) zero-shot generation at 1.5x and 2x the
-training size. Each evaluation writes ``<model>/<task>/`` (report.json and figures); the
+L = 32); for SKILD models super-resolution by the same factors and by a non-integer one
+(20 -> 32 at L = 32); for models that run at any size (DFU) zero-shot generation at 1.5x and
+2x the training size. Each evaluation writes ``<model>/<task>/`` (report.json and figures); the
 summary goes to ``results.json``, ``tables.rst.inc`` and ``training.rst.inc`` (the training
 record of each model file), which ``docs/results.rst`` includes.
 """
@@ -35,6 +36,12 @@ def _tasks(model) -> list[tuple[str, dict]]:
         levels = cfg["process"].get("n_levels", 4)
         for k in range(1, levels):
             tasks.append((f"upscale{2**k}x", {"factor": 2**k}))
+    if cfg["process"]["name"] == "skild":  # the SSD tasks' factors, and a non-integer one
+        L = model.size
+        tasks += [(f"upscale{f}x", {"factor": f}) for f in (2, 4) if L % f == 0 and L >= 2 * f]
+        h = round(5 * L / 8)
+        if L % h:
+            tasks.append((f"upscale{h}to{L}", {"factor": L / h}))
     if cfg["model"]["name"] in ("dfu", "unet") and cfg["data"].get("sizes"):
         for size in (3 * model.size // 2, 2 * model.size):
             tasks.append((f"zeroshot{size}", {"size": size}))

@@ -2,6 +2,7 @@
 upscale, evaluate, demo, and one-line usage errors with exit code 2."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -239,6 +240,44 @@ def test_skild_upscales_by_a_non_integer_factor(tmp_path):
     assert main(["upscale", "--model", str(run), "--input", str(tmp_path / "low.npy"),
                  "--steps", "4", "--out", str(tmp_path / "u"), "--quiet"]) == 0
     assert np.load(tmp_path / "u" / "upscaled.npy").shape == (2, 1, 8, 8)  # 6 -> 8: x 4/3
+
+
+def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(tmp_path):
+    run = _tiny(tmp_path, **{'"ssd"': '"skild"', "n_levels = 2": "", '"flexi_unet"': '"unet"'})
+    common = ["--model", str(run), "--task", "upscale", "--n", "3", "--steps", "3", "--n-mc",
+              "40", "--quiet"]
+    assert main(["evaluate", *common, "--factor", "2", "--out", str(tmp_path / "e2")]) == 0
+    report = json.loads((tmp_path / "e2" / "report.json").read_text())
+    assert report["task"] == "super-resolution 4 -> 8"
+    assert report["settings"]["input"] == "majority blocks"
+    # the scale is E[v s_B] for the lowest-DCT-mode view v, between 0 and 1 for +-1 spins
+    assert 0 < report["input_scale"] < 1
+    assert report["block_consistency"]["truth"]["consistency"] == 1.0
+    assert main(["evaluate", *common, "--factor", "1.6", "--out", str(tmp_path / "e5")]) == 0
+    report = json.loads((tmp_path / "e5" / "report.json").read_text())
+    assert report["task"] == "super-resolution 5 -> 8" and report["settings"]["factor"] == 1.6
+    assert report["settings"]["input"] == "lowest DCT modes" and "block_consistency" not in report
+    assert (tmp_path / "e5" / "sr5to8_panels.png").stat().st_size > 0
+    assert main(["results", "--models", str(run), "--n", "2", "--steps", "3", "--n-mc", "30",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "r" / "results.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["generation", "super-resolution 4 -> 8",
+                                         "super-resolution 2 -> 8", "super-resolution 5 -> 8"]
+
+
+@pytest.mark.parametrize("factor, message", [
+    ("3", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 3"),
+    ("1", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 1"),
+    ("1.6", r"expected an integer factor dividing 8 \(only SKILD takes non-integer factors\), "
+            r"got 1.6"),
+])
+def test_evaluate_upscale_refuses_factors_the_process_cannot_take(run, tmp_path, capsys,
+                                                                  factor, message):
+    root, _ = run
+    code = main(["evaluate", "--model", str(root / "run"), "--task", "upscale", "--factor",
+                 factor, "--n", "2", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_path):

@@ -125,6 +125,34 @@ def test_start_step_grows_as_the_input_shrinks_and_embedding_keeps_band_limited_
     torch.testing.assert_close(down, y)
 
 
+def test_low_res_against_scipy_and_as_the_inverse_of_embed():
+    """low_res keeps the h x w lowest orthonormal-DCT modes, inverted at h x w, scaled by
+    sqrt(hw / HW): checked with scipy's DCT-II; embed(low_res(x)) is x band-limited, and
+    low_res(embed(y)) is y. Tolerance: float64 rounding of O(64) operations."""
+    p = SKILD((1, 8, 8), FIT, T=10)
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    for size in (5, (3, 6), 8):
+        h, w = (size, size) if isinstance(size, int) else size
+        X = scipy.fft.dctn(x.numpy(), axes=(-2, -1), norm="ortho")[..., :h, :w]
+        want = scipy.fft.idctn(X, axes=(-2, -1), norm="ortho") * math.sqrt(h * w / 64)
+        got = p.low_res(x, size)
+        assert got.shape == (3, 1, h, w)
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+        y = torch.randn(2, 1, h, w, dtype=torch.float64)
+        torch.testing.assert_close(p.low_res(p.embed(y), (h, w)), y, rtol=0, atol=1e-12)
+        band = np.zeros_like(scipy.fft.dctn(x.numpy(), axes=(-2, -1), norm="ortho"))
+        band[..., :h, :w] = X
+        np.testing.assert_allclose(p.embed(got).numpy(),
+                                   scipy.fft.idctn(band, axes=(-2, -1), norm="ortho"),
+                                   rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"SKILD.low_res: expected x of shape \(\.\.\., 8, 8\), "
+                                         r"got \(2, 1, 4, 4\)"):
+        p.low_res(torch.zeros(2, 1, 4, 4), 2)
+    with pytest.raises(ValueError, match=r"SKILD.low_res: expected a size between 1 and "
+                                         r"\(8, 8\), got \(9, 9\)"):
+        p.low_res(x, 9)
+
+
 def test_errors():
     with pytest.raises(
         ValueError,
