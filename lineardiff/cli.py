@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a model against exact physics (Ising observables vs Monte Carlo)",
         description="Evaluate an Ising model against fresh Monte Carlo (design/ISING.md): "
         "'generation' at the training size, or 'upscale' (majority-rule block spins of "
-        "held-out Monte Carlo, super-resolved by --factor). Writes report.json, report.md "
-        "and figures into --out.",
+        "held-out Monte Carlo, super-resolved by --factor; for SKILD non-integer factors "
+        "take the lowest DCT modes instead). Writes report.json, report.md and figures "
+        "into --out.",
     )
     _add_model(p, default="ising32-ssd")
     p.add_argument(
