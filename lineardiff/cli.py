@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "results",
         help="every evaluation of the shipped models, for the docs' Results page",
         description="Run every evaluation of the shipped Ising models (generation; SSD "
-        "super-resolution by every pyramid factor; DFU zero-shot sizes) and write reports, "
+        "super-resolution by every pyramid factor; SKILD super-resolution by the same "
+        "factors and a non-integer one; DFU zero-shot sizes) and write reports, "
         "figures, results.json and tables.rst.inc (included by docs/results.rst) into --out.",
     )
     p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
