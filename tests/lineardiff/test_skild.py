@@ -84,6 +84,53 @@ def test_eps_oracle_sampler_returns_the_point():
         torch.testing.assert_close(out, x0.expand(3, 1, 8, 8), rtol=0, atol=1e-9)
 
 
+def test_signal_from_noise_keeps_modes_above_the_snr_floor_and_bounds_a_noisy_prediction():
+    """Modes with alphabar / (1 - alphabar) >= min_snr are inverted exactly (dense scipy
+    route); the others get 0. A noise prediction off by delta = 0.1 then gives an x0 error of
+    at most delta / sqrt(min_snr) = 1 per mode (in units of the noise spectrum) instead of
+    1e3-1e8, and the states of a whole chain driven by such a prediction stay bounded."""
+    p = _proc(16, T=200)
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(2, 1, 16, 16, dtype=torch.float64, generator=gen)
+    t = 120
+    ab, var = p.alphabar[t].numpy(), p.variance[t].numpy()
+    alive = ab / (1 - ab) >= p.min_snr
+    assert alive.any() and not alive.all()  # the test sees both kinds of mode
+    assert (np.sqrt(ab[~alive]) >= 1e-8).any()  # including ones the old 1e-8 cut inverted
+    x = p.q_sample(x0, t, generator=gen)
+    eps = p_eps(p, x, x0, t)
+    X = scipy.fft.dctn(x.numpy(), axes=(-2, -1), norm="ortho")
+    E = scipy.fft.dctn(eps.numpy(), axes=(-2, -1), norm="ortho")
+    want = np.where(alive, (X - np.sqrt(var) * E) / np.sqrt(ab), 0.0)
+    got = scipy.fft.dctn(p.signal_from_noise(x, eps, t, t - 1).numpy(), axes=(-2, -1),
+                         norm="ortho")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-8)
+    X0 = scipy.fft.dctn(x0.numpy(), axes=(-2, -1), norm="ortho")
+    np.testing.assert_allclose(got[..., alive], X0[..., alive], rtol=0, atol=1e-8)
+    # a 10 % noise error: every kept mode's x0 error is at most 0.1 sqrt(S_0 / min_snr)
+    noise = 0.1 * torch.randn(eps.shape, dtype=torch.float64, generator=gen)
+    bad = scipy.fft.dctn(p.signal_from_noise(x, eps + noise, t, t - 1).numpy(),
+                         axes=(-2, -1), norm="ortho")
+    S0 = var / (1 - ab)
+    Nk = scipy.fft.dctn(noise.numpy(), axes=(-2, -1), norm="ortho")
+    bound = np.abs(Nk) * np.sqrt(S0 / p.min_snr)
+    assert (np.abs(bad - got) <= bound * (1 + 1e-9))[..., alive].all()
+
+    def noisy_oracle(xt, tt, shape):  # the exact noise of x0 plus 10 % white error
+        k = int(tt[0])
+        e = 0.1 * torch.randn(xt.shape, dtype=xt.dtype, generator=gen)
+        return p_eps(p, xt, x0[:1].expand_as(xt), k) + e
+
+    peak = []
+    ancestral_sample(noisy_oracle, p, 4, prediction="eps", timesteps=respace(p, 40),
+                     progress=False, dtype=torch.float64, clip=None,
+                     callback=lambda t, s, x, sig: peak.append(float(x.abs().max())))
+    # the states stay at the scale of x0 + noise (|x0| <= ~3 here; measured 3.1); the old cut
+    # (invert every mode with sqrt(alphabar) >= 1e-8) let them grow to 34 on this chain
+    # and to 1e8 on a trained network's
+    assert max(peak) < 5.0
+
+
 @pytest.mark.parametrize("low", [8, 12])  # 2x and the non-integer 1.5x
 def test_super_resolution_with_an_oracle(low):
     p = SKILD((1, 16 if low == 8 else 18, 16 if low == 8 else 18), FIT, T=60)
