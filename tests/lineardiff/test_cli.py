@@ -280,6 +280,14 @@ def test_evaluate_upscale_refuses_factors_the_process_cannot_take(run, tmp_path,
     assert re.search(message, capsys.readouterr().err)
 
 
+def test_evaluate_upscaling_refuses_a_factor_that_is_not_a_number(run):
+    from lineardiff.ising_eval import evaluate_upscaling
+
+    root, _ = run
+    with pytest.raises(TypeError, match="evaluate_upscaling: expected a number for factor, got str"):
+        evaluate_upscaling(load_model(root / "run"), factor="2", n=2, steps=3)
+
+
 def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_path):
     run = _tiny(tmp_path, **{
         "L = 8\n": "L = 8\nsizes = [6, 8]\n", '"ssd"': '"ddpm"', "n_levels = 2": "",
