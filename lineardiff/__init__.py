@@ -3,20 +3,23 @@
 DDPM, VE, Blurring Diffusion, Scale Space Diffusion and SKILD as operator
 choices of one process, built on :mod:`linops`: exact posteriors, ancestral
 sampling with respacing, super-resolution, training targets and timestep samplers.
+
+The library root holds the process family and its maths; the machinery around it lives in
+named rooms: :mod:`lineardiff.training` (the loop, checkpoints, multi-process runs),
+:mod:`lineardiff.metrics`, :mod:`lineardiff.data` and :mod:`lineardiff.app` (the command
+line and everything it writes). Every public name is importable from here.
 """
 
-from ._checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    capture_rng,
-    check_state_matches,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-from ._distributed import DistributedInfo, init_distributed
+from ._denoiser import as_denoiser
 from ._generate import generate, super_resolve
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
+from ._objectives import (
+    default_prediction,
+    denoising_loss,
+    loss_weight,
+    sample_timesteps,
+    training_target,
+)
 from ._process import DiffusionProcess, LinearDiffusion, Posterior
 from ._sampling import ancestral_sample, respace, skild_upscale, upscale
 from ._schedules import (
@@ -30,16 +33,30 @@ from ._schedules import (
     linear_betas,
     min_snr_weight,
     pyramid,
+    truncated_cosine_logsnr,
+)
+from ._skild import SKILD, DiagonalPosterior
+from ._skild_schedules import (
     skild_alphabar,
     skild_effective_band,
     skild_lambda,
     skild_wavenumber2,
-    truncated_cosine_logsnr,
 )
-from ._skild import SKILD, DiagonalPosterior
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
-from ._train import TrainConfig, TrainResult, as_denoiser, train
-from ._training import default_prediction, loss_weight, sample_timesteps, training_target
+from .training import (
+    Checkpoint,
+    CheckpointError,
+    DistributedInfo,
+    TrainConfig,
+    TrainResult,
+    capture_rng,
+    check_state_matches,
+    init_distributed,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    train,
+)
 
 __all__ = [
     "BlurringDiffusion",
@@ -70,6 +87,7 @@ __all__ = [
     "custom",
     "dct_mode_variance",
     "default_prediction",
+    "denoising_loss",
     "equal_levels",
     "fit_power_spectrum",
     "generate",

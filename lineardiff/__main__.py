@@ -1,7 +1,7 @@
-"""``python -m lineardiff``: the command line (see :mod:`lineardiff.cli`)."""
+"""``python -m lineardiff``: the command line (see :mod:`lineardiff.app.cli`)."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

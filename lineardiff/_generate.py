@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from tqdm.auto import tqdm
 
-from ._sampling import ancestral_sample, respace, skild_upscale, upscale
-from ._skild import SKILD
+from ._checks import check_finite, check_int
+from ._sampling import ancestral_sample, respace, upscale
 
-__all__ = ["coarse_entry", "generate", "super_resolve"]
-
-
-def _check_count(where: str, name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{where}: expected {name} as an integer >= {minimum}, got {value!r}")
-    return int(value)
+__all__ = ["generate", "super_resolve"]
 
 
 def _steps(where: str, process, steps) -> int:
-    return min(_check_count(where, "steps", steps, 1), process.T)
+    return min(check_int(where, "steps", steps, 1), process.T)
 
 
 def generate(
@@ -57,8 +49,8 @@ def generate(
     Tensor, shape (n, C, H, W)
     """
     where = "generate"
-    n = _check_count(where, "n", n)
-    batch_size = _check_count(where, "batch_size", batch_size)
+    n = check_int(where, "n", n, 1)
+    batch_size = check_int(where, "batch_size", batch_size, 1)
     process = model.process
     timesteps = respace(process, _steps(where, process, steps))
     gen = torch.Generator().manual_seed(int(seed))
@@ -78,21 +70,23 @@ def generate(
     return torch.cat(out)
 
 
-def coarse_entry(process, size: int) -> int:
-    """The first state of ``process`` whose images are ``size`` pixels wide (SSD's SR entry).
-
-    Raises
-    ------
-    ValueError
-        When no state has that size (naming the sizes that exist).
-    """
-    for t in range(1, process.T + 1):
-        if process.shape_at(t)[-1] == size:
-            return t
-    sizes = sorted({process.shape_at(t)[-1] for t in range(process.T + 1)})
-    raise ValueError(
-        f"super_resolve: expected inputs at one of the model's resolutions {sizes}, got {size}"
-    )
+def _check_size(process, size: int, where: str) -> None:
+    sizes = process.sr_sizes
+    if sizes is None:
+        if not 1 <= size <= process.shape_at(0)[-1]:
+            raise ValueError(
+                f"{where}: expected inputs at most {process.shape_at(0)[-1]} wide, got {size}"
+            )
+    elif not sizes:
+        raise ValueError(
+            f"{where}: expected a model whose process super-resolves (SSD, SKILD), got "
+            f"{process.name}"
+        )
+    elif size not in sizes:
+        raise ValueError(
+            f"{where}: expected inputs at one of the model's resolutions {sorted(sizes)}, "
+            f"got {size}"
+        )
 
 
 def super_resolve(
@@ -135,36 +129,23 @@ def super_resolve(
     if not isinstance(y, torch.Tensor) or y.ndim != 4:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"{where}: expected y as a tensor (N, C, h, h), got {got}")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"{where}: expected finite inputs, got NaN or inf")
+    check_finite(where, "y", y)
     process = model.process
-    skild = isinstance(process, SKILD)
-    if skild:
-        if y.shape[1] != process.shape[0] or y.shape[-1] > process.shape[-1]:
-            raise ValueError(
-                f"{where}: expected inputs (N, {process.shape[0]}, h, w) no larger than "
-                f"{tuple(process.shape[1:])}, got {tuple(y.shape)}"
-            )
-    else:
-        start = coarse_entry(process, y.shape[-1])
-        if tuple(y.shape[1:]) != tuple(process.shape_at(start)):
-            raise ValueError(
-                f"{where}: expected inputs of per-sample shape {process.shape_at(start)}, "
-                f"got {tuple(y.shape[1:])}"
-            )
-    batch_size = _check_count(where, "batch_size", batch_size)
+    if y.shape[1] != process.shape_at(0)[0]:
+        raise ValueError(
+            f"{where}: expected inputs with {process.shape_at(0)[0]} channel(s), got "
+            f"{tuple(y.shape)}"
+        )
+    _check_size(process, int(y.shape[-1]), where)
+    batch_size = check_int(where, "batch_size", batch_size, 1)
     num = _steps(where, process, steps)
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     with torch.no_grad(), tqdm(total=y.shape[0], disable=not progress, desc="upscaling") as bar:
         for i in range(0, y.shape[0], batch_size):
             chunk = y[i : i + batch_size].to(torch.float32)
-            if skild:
-                out.append(skild_upscale(model.denoiser, process, chunk, num_steps=num,
-                                         generator=gen, clip=clip, progress=False))
-            else:
-                out.append(upscale(model.denoiser, process, chunk, num_steps=num,
-                                   consistency=consistency, generator=gen, clip=clip,
-                                   progress=False))
+            out.append(upscale(model.denoiser, process, chunk, num_steps=num,
+                               consistency=consistency, generator=gen, clip=clip,
+                               prediction=model.prediction, progress=False))
             bar.update(chunk.shape[0])
     return torch.cat(out)

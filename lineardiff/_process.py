@@ -84,11 +84,54 @@ class DiffusionProcess:
     """What samplers and training need from a process (states ``t = 0..T``, ``x_0`` clean).
 
     Subclasses provide ``T``, ``name``, ``shape_at``, ``q_sample``, ``posterior``,
-    ``posterior_from_signal``, ``signal_from_noise`` and ``prior_sample``.
+    ``posterior_from_signal``, ``signal_from_noise``, ``prior_sample`` and
+    ``signal_target``; the capability queries below (:attr:`changes_shape`,
+    :attr:`default_prediction`, :attr:`sr_sizes`, :meth:`low_res`,
+    :meth:`super_resolution_entry`) are what the rest of the library asks a process, so a
+    user's own process works wherever a built-in one does.
     """
 
     T: int
     name: str
+
+    # --------------------------------------------------------- capabilities
+    @property
+    def changes_shape(self) -> bool:
+        """Whether some state has another shape than ``x_0`` (SSD's resolution changes)."""
+        first = self.shape_at(0)
+        return any(self.shape_at(t) != first for t in range(1, self.T + 1))
+
+    @property
+    def default_prediction(self) -> str:
+        """What a network learns by default: ``"signal"`` (the clean image carried to the next
+        state, needed when the shape changes) or ``"eps"`` (the noise)."""
+        return "signal" if self.changes_shape else "eps"
+
+    @property
+    def sr_sizes(self) -> tuple[int, ...] | None:
+        """Input widths super-resolution can enter at: ``()`` none (the default), a tuple of
+        sizes (SSD: its coarser levels) or ``None`` for any width up to ``shape_at(0)``
+        (SKILD)."""
+        return ()
+
+    def signal_target(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        """The ``"signal"`` training target for state ``t``: the clean image as the network
+        should predict it at ``t`` (the next state's view, ``B_{0->t-1} x0`` for a
+        :class:`LinearDiffusion`)."""
+        raise NotImplementedError(f"{self.name}: signal_target is not defined for this process")
+
+    def low_res(self, x0: torch.Tensor, size: int) -> torch.Tensor:
+        """The low-resolution view, ``size`` pixels wide, of clean images ``x0`` that
+        super-resolution inputs are (what :meth:`super_resolution_entry` expects)."""
+        raise ValueError(f"{self.name}.low_res: this process has no low-resolution view")
+
+    def super_resolution_entry(self, y: torch.Tensor, *, generator=None):
+        """``(start, x_start)``: the state a low-resolution input ``y`` enters the reverse
+        chain at, and that state drawn given ``y``."""
+        raise ValueError(
+            f"{self.name}.super_resolution_entry: expected a process whose states change "
+            "resolution (SSD) or that super-resolves from any size (SKILD)"
+        )
 
     def _check_t(self, t, where: str, low: int = 0) -> int:
         if isinstance(t, torch.Tensor) and t.dim() == 0:
@@ -259,6 +302,60 @@ class LinearDiffusion(DiffusionProcess):
     def signal_scale(self, t: int) -> float:
         """``a_t``: the scalar part of ``A_t``."""
         return math.prod(self.scales[: self._check_t(t, "signal_scale")])
+
+    def transition(self, s: int, t: int) -> tuple[float, linops.LinearOperator | None]:
+        """``M_{s->t} = c B`` as ``(c, B)``: the product of the scales and the composed
+        non-identity bases (``B`` is ``None`` for the identity; ``s <= t``)."""
+        s, t = self._check_t(s, "transition"), self._check_t(t, "transition")
+        if s > t:
+            raise ValueError(f"{self.name}.transition: expected s <= t, got s={s}, t={t}")
+        return self._chain(s, t)
+
+    # --------------------------------------------------------- capabilities
+    @property
+    def sr_sizes(self) -> tuple[int, ...]:
+        first = self._shapes[0]
+        return tuple(sorted({sh[-1] for sh in self._shapes[1:] if sh != first}))
+
+    def signal_target(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        t = self._check_t(t, "signal_target", low=1)
+        _, base = self._chain(0, t - 1)
+        return x0 if base is None else base.apply(x0)
+
+    def _entry(self, size: int, where: str) -> int:
+        if not self.sr_sizes:
+            raise ValueError(f"{where}: this process has no low-resolution view (all its states "
+                             "have one shape)")
+        if size not in self.sr_sizes:
+            raise ValueError(
+                f"{where}: expected inputs at one of the process's coarser resolutions "
+                f"{list(self.sr_sizes)}, got {size}"
+            )
+        return next(t for t in range(1, self.T + 1) if self._shapes[t][-1] == size)
+
+    def low_res(self, x0: torch.Tensor, size: int) -> torch.Tensor:
+        """``B_{0->start} x0``: the clean images carried to the first state ``size`` wide (SSD:
+        the chain of antialiased resizes), without the scale ``a_start``."""
+        _, base = self._chain(0, self._entry(size, f"{self.name}.low_res"))
+        return x0 if base is None else base.apply(x0)
+
+    def super_resolution_entry(self, y: torch.Tensor, *, generator=None):
+        """Enter at the first state of ``y``'s shape: ``x = a_start y + sigma_start eps``.
+
+        ``y`` is the low-resolution view :meth:`low_res`; the entry state is drawn from
+        ``q(x_start | x_0)`` given that view.
+        """
+        where = f"{self.name}.super_resolution_entry"
+        if not isinstance(y, torch.Tensor) or y.dim() < 2:
+            raise ValueError(f"{where}: expected y as a tensor (N, *shape), got {y!r:.60}")
+        start = self._entry(int(y.shape[-1]), where)
+        if tuple(y.shape[1:]) != self._shapes[start]:
+            raise ValueError(
+                f"{where}: expected inputs of per-sample shape {_fmt(self._shapes[start])}, "
+                f"got {_fmt(y.shape[1:])}"
+            )
+        noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
+        return start, self.signal_scale(start) * y + self.sigma(start) * noise
 
     # ------------------------------------------------------------- sampling
     def q_sample(self, x0: torch.Tensor, t, noise=None, *, generator=None) -> torch.Tensor:

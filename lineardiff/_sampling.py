@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ._checks import check_finite, check_int
 from ._process import DiffusionProcess
 
 __all__ = ["ancestral_sample", "respace", "skild_upscale", "upscale"]
@@ -208,22 +209,36 @@ def upscale(
     """
     if not isinstance(process, DiffusionProcess):
         raise TypeError(f"upscale: expected a diffusion process, got {type(process).__name__}")
-    shape = tuple(y.shape[1:])
-    starts = [t for t in range(1, process.T + 1) if process.shape_at(t) == shape]
-    if not starts:
-        sizes = sorted({process.shape_at(t) for t in range(process.T + 1)})
-        raise ValueError(f"upscale: expected y with a per-sample shape in {sizes}, got {shape}")
-    start = starts[0]
-    steps = _steps_from(process, start, num_steps)
-    noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
-    x = process.signal_scale(start) * y + process.sigma(start) * noise
+    _check_low_res(y, "upscale")
+    start, x = process.super_resolution_entry(y, generator=generator)
     if consistency:
+        if not hasattr(process, "transition"):
+            raise ValueError(
+                "upscale: expected a process with a resize chain (transition) for "
+                f"consistency=True, got {type(process).__name__}"
+            )
         model = _consistent(model, process, y, start)
+    return _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs)
+
+
+def _check_low_res(y, where: str) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{where}: expected y as a tensor, got {type(y).__name__}")
+    if y.dim() < 2 or y.shape[0] < 1:
+        raise ValueError(f"{where}: expected y of shape (N, *shape) with N >= 1, got "
+                         f"{tuple(y.shape)}")
+    check_finite(where, "y", y)
+
+
+def _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs):
+    if num_steps is not None:
+        check_int("upscale", "num_steps", num_steps, 1, process.T)
+    sample_kwargs.setdefault("prediction", process.default_prediction)
     return ancestral_sample(
         model,
         process,
         y.shape[0],
-        timesteps=steps,
+        timesteps=_steps_from(process, start, num_steps),
         x_T=x,
         generator=generator,
         dtype=y.dtype,
@@ -251,7 +266,7 @@ def _consistent(model, process, y, start):
             return z
         if key not in cache:
             s = max(u for u in range(start) if process.shape_at(u) == key)
-            _, down = process._chain(s, start)
+            _, down = process.transition(s, start)
             cache[key] = (down, linops.pinv(down))
         down, up = cache[key]
         return z + up.apply(y - down.apply(z))
@@ -294,28 +309,12 @@ def skild_upscale(
     -------
     Tensor, shape (N, C, H, W)
     """
-    from ._skild import SKILD
-
-    if not isinstance(process, SKILD):
-        raise TypeError(f"skild_upscale: expected a SKILD process, got {type(process).__name__}")
-    if y.dim() != 4 or y.shape[1] != process.shape[0] or y.shape[-1] > process.shape[-1]:
-        raise ValueError(
-            f"skild_upscale: expected y of shape (N, {process.shape[0]}, h, w) with w <= "
-            f"{process.shape[-1]}, got {tuple(y.shape)}"
+    if not isinstance(process, DiffusionProcess) or process.sr_sizes is not None:
+        raise TypeError(
+            "skild_upscale: expected a process that super-resolves from any size (SKILD), "
+            f"got {type(process).__name__}"
         )
-    start = process.start_step(y.shape[-2], tau=tau)
-    x_in = process.embed(y)
-    x = process.q_sample(x_in, start, generator=generator)
-    steps = _steps_from(process, start, num_steps)
-    return ancestral_sample(
-        model,
-        process,
-        y.shape[0],
-        timesteps=steps,
-        x_T=x,
-        generator=generator,
-        prediction="eps",
-        dtype=y.dtype,
-        device=y.device,
-        **sample_kwargs,
-    )
+    _check_low_res(y, "skild_upscale")
+    start, x = process.super_resolution_entry(y, generator=generator, tau=tau)
+    sample_kwargs["prediction"] = "eps"
+    return _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs)

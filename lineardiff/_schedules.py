@@ -7,9 +7,10 @@ them with :mod:`linops` operators. Everything is computed in float64.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
+
+from ._checks import check_int, check_real, check_shape2, check_time
 
 __all__ = [
     "alphas_cumprod",
@@ -22,10 +23,6 @@ __all__ = [
     "linear_betas",
     "min_snr_weight",
     "pyramid",
-    "skild_alphabar",
-    "skild_effective_band",
-    "skild_lambda",
-    "skild_wavenumber2",
     "truncated_cosine_logsnr",
 ]
 
@@ -33,75 +30,6 @@ __all__ = [
 # convex_decay_levels). Distinct timesteps put x * n at least ~1e-6 from an integer for
 # T <= 1e5 and n <= 64, so the slack never moves a timestep that is off a boundary.
 _BOUNDARY_SLACK = 1e-9
-
-
-# ---------------------------------------------------------------------------------------------
-# argument checks shared by the schedule and spectrum functions
-# ---------------------------------------------------------------------------------------------
-
-
-def _int(value, where: str, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: expected {what} as an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: expected {what} >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _real(value, where: str, what: str, *, low=None, high=None, open_low=True, open_high=True):
-    """A finite Python float within an interval (open or closed at each end)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: expected {what} as a real number, got {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad = bad or (value <= low if open_low else value < low)
-    if high is not None:
-        bad = bad or (value >= high if open_high else value > high)
-    if bad:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = ("(" if open_low else "[") + f"{lo}, {hi}" + (")" if open_high else "]")
-        raise ValueError(f"{where}: expected {what} in {interval}, got {value!r}")
-    return value
-
-
-def _shape2(shape, where: str) -> tuple[int, int]:
-    """An ``(H, W)`` image shape of positive ints."""
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
-    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-        raise ValueError(
-            f"{where}: expected shape as (H, W), got {shape!r}. Pass x.shape[-2:] for an image x"
-        )
-    for s in shape:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
-            raise ValueError(f"{where}: expected shape as (H, W) of positive ints, got {shape!r}")
-    return int(shape[0]), int(shape[1])
-
-
-def _time(t, where: str) -> tuple[torch.Tensor, torch.dtype]:
-    """Continuous time in [0, 1] as float64, and the dtype to return results in.
-
-    A floating tensor keeps its dtype and device for the result; a Python number or an
-    integer tensor gives float64.
-    """
-    if isinstance(t, torch.Tensor):
-        if t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{where}: expected t as a real tensor or number, got dtype {t.dtype}")
-        out_dtype = t.dtype if t.is_floating_point() else torch.float64
-        t64 = t.to(torch.float64)
-    elif isinstance(t, numbers.Real) and not isinstance(t, bool):
-        out_dtype = torch.float64
-        t64 = torch.tensor(float(t), dtype=torch.float64)
-    else:
-        raise TypeError(f"{where}: expected t as a real tensor or number, got {t!r}")
-    if t64.numel() and not bool(((t64 >= 0) & (t64 <= 1)).all()):
-        bad = t64[~((t64 >= 0) & (t64 <= 1))].flatten()[0].item()
-        raise ValueError(f"{where}: expected t in [0, 1], got a value {bad!r}")
-    return t64, out_dtype
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,9 +67,9 @@ def linear_betas(
     (torch.Size([1000]), torch.float64, 0.0001, 0.02)
     """
     where = "linear_betas"
-    T = _int(T, where, "T")
-    beta_start = _real(beta_start, where, "beta_start", low=0.0, high=1.0)
-    beta_end = _real(beta_end, where, "beta_end", low=0.0, high=1.0)
+    T = check_int(where, "T", T)
+    beta_start = check_real(where, "beta_start", beta_start, low=0.0, high=1.0)
+    beta_end = check_real(where, "beta_end", beta_end, low=0.0, high=1.0)
     if beta_end < beta_start:
         raise ValueError(
             f"{where}: expected beta_start <= beta_end, got beta_start={beta_start!r}, "
@@ -179,9 +107,9 @@ def cosine_betas(T: int = 1000, *, s: float = 0.008, max_beta: float = 0.999) ->
     (torch.Size([1000]), 4.128e-05, 0.999)
     """
     where = "cosine_betas"
-    T = _int(T, where, "T")
-    s = _real(s, where, "s", low=0.0, open_low=False)
-    max_beta = _real(max_beta, where, "max_beta", low=0.0, high=1.0, open_high=False)
+    T = check_int(where, "T", T)
+    s = check_real(where, "s", s, low=0.0, open_low=False)
+    max_beta = check_real(where, "max_beta", max_beta, low=0.0, high=1.0, open_high=False)
     steps = torch.arange(T + 1, dtype=torch.float64) / T
     f = torch.cos((steps + s) / (1 + s) * (math.pi / 2)) ** 2
     alphabar = f / f[0]
@@ -251,7 +179,7 @@ def min_snr_weight(snr: torch.Tensor, *, gamma: float = 5.0) -> torch.Tensor:
     where = "min_snr_weight"
     if not isinstance(snr, torch.Tensor) or not snr.is_floating_point():
         raise TypeError(f"{where}: expected snr as a floating tensor, got {snr!r}")
-    gamma = _real(gamma, where, "gamma", low=0.0)
+    gamma = check_real(where, "gamma", gamma, low=0.0)
     if bool((snr < 0).any()) or bool(snr.isnan().any()):
         raise ValueError(f"{where}: expected snr >= 0, got a minimum of {snr.min().item()!r}")
     return torch.clamp(snr, max=gamma)
@@ -284,8 +212,8 @@ def pyramid(max_res: int, n_levels: int) -> tuple[int, ...]:
     (8, 16, 32, 64)
     """
     where = "pyramid"
-    max_res = _int(max_res, where, "max_res")
-    n_levels = _int(n_levels, where, "n_levels")
+    max_res = check_int(where, "max_res", max_res)
+    n_levels = check_int(where, "n_levels", n_levels)
     factor = 2 ** (n_levels - 1)
     if max_res % factor:
         raise ValueError(
@@ -336,9 +264,9 @@ def convex_decay_levels(T: int, n_levels: int, *, gamma: float = 0.5) -> torch.T
     [3, 3, 2, 2, 1, 1, 0, 0]
     """
     where = "convex_decay_levels"
-    T = _int(T, where, "T")
-    n = _int(n_levels, where, "n_levels")
-    gamma = _real(gamma, where, "gamma", low=0.0)
+    T = check_int(where, "T", T)
+    n = check_int(where, "n_levels", n_levels)
+    gamma = check_real(where, "gamma", gamma, low=0.0)
     if T == 1:
         return torch.full((1,), n - 1, dtype=torch.long)
     tau = torch.arange(T, dtype=torch.float64) / (T - 1)
@@ -374,8 +302,8 @@ def equal_levels(T: int, n_levels: int) -> torch.Tensor:
     tensor([3, 3, 2, 2, 1, 1, 0, 0])
     """
     where = "equal_levels"
-    T = _int(T, where, "T")
-    n = _int(n_levels, where, "n_levels")
+    T = check_int(where, "T", T)
+    n = check_int(where, "n_levels", n_levels)
     if T == 1:
         return torch.full((1,), n - 1, dtype=torch.long)
     t = torch.arange(T, dtype=torch.long)
@@ -414,9 +342,9 @@ def truncated_cosine_logsnr(t, *, l_min: float = -10.0, l_max: float = 10.0) -> 
     [10.0, 0.0, -10.0]
     """
     where = "truncated_cosine_logsnr"
-    t64, dtype = _time(t, where)
-    l_min = _real(l_min, where, "l_min")
-    l_max = _real(l_max, where, "l_max")
+    t64, dtype = check_time(where, "t", t)
+    l_min = check_real(where, "l_min", l_min)
+    l_max = check_real(where, "l_max", l_max)
     if not l_min < l_max:
         raise ValueError(f"{where}: expected l_min < l_max, got l_min={l_min!r}, l_max={l_max!r}")
     c0 = math.atan(math.exp(-l_max / 2))
@@ -476,8 +404,8 @@ def bd_blur_sigma(t, *, sigma_b_max: float = 20.0) -> torch.Tensor:
     [0.0, 10.0, 20.0]
     """
     where = "bd_blur_sigma"
-    t64, dtype = _time(t, where)
-    sigma_b_max = _real(sigma_b_max, where, "sigma_b_max", low=0.0, open_low=False)
+    t64, dtype = check_time(where, "t", t)
+    sigma_b_max = check_real(where, "sigma_b_max", sigma_b_max, low=0.0, open_low=False)
     return (sigma_b_max * torch.sin(math.pi * t64 / 2) ** 2).to(dtype)
 
 
@@ -515,165 +443,13 @@ def bd_dissipation(t, shape, *, sigma_b_max: float = 20.0, d_min: float = 0.001)
     (torch.Size([2, 4, 4]), 1.0, 1.0, 0.001)
     """
     where = "bd_dissipation"
-    t64, dtype = _time(t, where)
-    H, W = _shape2(shape, where)
-    sigma_b_max = _real(sigma_b_max, where, "sigma_b_max", low=0.0, open_low=False)
-    d_min = _real(d_min, where, "d_min", low=0.0, high=1.0, open_low=False)
+    t64, dtype = check_time(where, "t", t)
+    H, W = check_shape2(where, "shape", shape)
+    sigma_b_max = check_real(where, "sigma_b_max", sigma_b_max, low=0.0, open_low=False)
+    d_min = check_real(where, "d_min", d_min, low=0.0, high=1.0, open_low=False)
     sigma_b = bd_blur_sigma(t64, sigma_b_max=sigma_b_max)
     tau = (sigma_b**2 / 2)[..., None, None]
     fh = (math.pi * torch.arange(H, dtype=torch.float64, device=t64.device) / H) ** 2
     fw = (math.pi * torch.arange(W, dtype=torch.float64, device=t64.device) / W) ** 2
     lam = fh[:, None] + fw[None, :]
     return ((1 - d_min) * torch.exp(-lam * tau) + d_min).to(dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# SKILD (Chen et al., 2026)
-# ---------------------------------------------------------------------------------------------
-
-
-def skild_lambda(t, H: int, *, lambda_f: float = 1.57, theta: float = 5.0) -> torch.Tensor:
-    """SKILD's damping time ``lambda(t)``, the schedule linear in wavenumber.
-
-    Parameters
-    ----------
-    t : float or Tensor, any shape
-        Time ``t = n / N`` in ``[0, 1]``.
-    H : int
-        Image height; sets ``lambda_i = sqrt(2) pi (H - 1)``, the largest ``|k|`` of an
-        ``H x H`` grid.
-    lambda_f : float, default 1.57
-        Cutoff wavenumber at ``t = 1``; positive.
-    theta : float, default 5.0
-        Positive scale.
-
-    Returns
-    -------
-    Tensor, shape of ``t``
-        ``lambda(t) = theta t / (lambda_i (1 - t) + lambda_f)^2``: 0 at ``t = 0``, increasing.
-
-    Notes
-    -----
-    SKILD code ``compute_lambda_schedule(schedule="linear")``; the cutoff
-    ``k_f(t) = lambda_i (1 - t) + lambda_f`` falls linearly in ``t``. Defaults are the
-    generation config (CIFAR-10).
-
-    Examples
-    --------
-    >>> round(skild_lambda(1.0, 32).item(), 6)  # theta / lambda_f^2
-    2.02848
-    """
-    where = "skild_lambda"
-    t64, dtype = _time(t, where)
-    H = _int(H, where, "H")
-    lambda_f = _real(lambda_f, where, "lambda_f", low=0.0)
-    theta = _real(theta, where, "theta", low=0.0)
-    lambda_i = math.sqrt(2) * math.pi * (H - 1)
-    return (theta * t64 / (lambda_i * (1 - t64) + lambda_f) ** 2).to(dtype)
-
-
-def skild_wavenumber2(shape) -> torch.Tensor:
-    """Squared modal wavenumbers ``|k|^2`` of the DCT grid, ``k = (pi u, pi v)``.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Image size ``(H, W)``.
-
-    Returns
-    -------
-    Tensor, shape (H, W), float64
-        ``(pi u)^2 + (pi v)^2``, ``u = 0 .. H - 1``, ``v = 0 .. W - 1`` (SKILD
-        ``make_k_grid_dct``: Neumann modes of the unit square, no ``1 / H``).
-
-    Examples
-    --------
-    >>> skild_wavenumber2((2, 3)) / torch.pi**2
-    tensor([[0., 1., 4.],
-            [1., 2., 5.]], dtype=torch.float64)
-    """
-    H, W = _shape2(shape, "skild_wavenumber2")
-    u = (math.pi * torch.arange(H, dtype=torch.float64)) ** 2
-    v = (math.pi * torch.arange(W, dtype=torch.float64)) ** 2
-    return u[:, None] + v[None, :]
-
-
-def skild_alphabar(
-    t, shape, *, k_c: float = 3.0, lambda_f: float = 1.57, theta: float = 5.0
-) -> torch.Tensor:
-    """SKILD's per-mode signal fraction ``alphabar_t(k) = exp(-max(|k|^2, k_c^2) lambda(t))``.
-
-    Parameters
-    ----------
-    t : float or Tensor, shape (\\*batch)
-        Time ``t = n / N`` in ``[0, 1]``.
-    shape : (int, int)
-        Image size ``(H, W)``; ``lambda_i`` is taken from ``H`` (:func:`skild_lambda`).
-    k_c : float, default 3.0
-        Floor on ``|k|`` so that the DC and lowest modes are damped too; ``>= 0``.
-    lambda_f, theta : float
-        See :func:`skild_lambda`.
-
-    Returns
-    -------
-    Tensor, shape (\\*batch, H, W)
-        Per mode of the orthonormal DCT; 1 at ``t = 0``, strictly decreasing in ``t`` for
-        every mode with ``max(|k|, k_c) > 0``. The marginal is
-        ``X_t(k) = sqrt(alphabar) X_0(k) + sqrt((1 - alphabar) S_0(k)) eps(k)``.
-
-    Examples
-    --------
-    >>> ab = skild_alphabar(torch.tensor([0.0, 0.5, 1.0]), (8, 8))
-    >>> ab.shape, ab[0].min().item(), bool((ab[1] > ab[2]).all())
-    (torch.Size([3, 8, 8]), 1.0, True)
-    """
-    where = "skild_alphabar"
-    H, W = _shape2(shape, where)
-    k_c = _real(k_c, where, "k_c", low=0.0, open_low=False)
-    lam = skild_lambda(t, H, lambda_f=lambda_f, theta=theta)
-    k2 = skild_wavenumber2((H, W)).to(lam.device).clamp(min=k_c**2)
-    return torch.exp(-k2 * lam.to(torch.float64)[..., None, None]).to(lam.dtype)
-
-
-def skild_effective_band(
-    t, H: int, *, tau: float = 0.1, lambda_f: float = 1.57, theta: float = 5.0
-) -> torch.Tensor:
-    """SKILD's effective resolution ``r_eff(t)``: the band still above a per-mode SNR.
-
-    Parameters
-    ----------
-    t : float or Tensor, any shape
-        Time ``t = n / N`` in ``[0, 1]``.
-    H : int
-        Image height (see :func:`skild_lambda`).
-    tau : float, default 0.1
-        SNR threshold; positive.
-    lambda_f, theta : float
-        See :func:`skild_lambda`.
-
-    Returns
-    -------
-    Tensor, shape of ``t``
-        ``r_eff(t) = sqrt(ln(1 + 1/tau) / lambda(t)) / (sqrt(2) pi)``, in pixels of
-        resolution; ``inf`` at ``t = 0``, decreasing.
-
-    Notes
-    -----
-    With ``S_0`` the data's per-mode power, the per-mode SNR is ``alphabar / (1 - alphabar)``;
-    it is ``>= tau`` exactly for ``|k|^2 <= ln(1 + 1/tau) / lambda(t)``. Dividing ``|k|`` by
-    ``sqrt(2) pi`` turns the diagonal wavenumber of an ``r x r`` grid into ``r - 1 ~ r``.
-    Super-resolution from an ``r``-pixel input starts where ``r_eff`` first drops to ``r``.
-
-    Examples
-    --------
-    >>> # SKILD's ImageNet-128 8x config: the end of the chain is the 16-pixel band
-    >>> r = skild_effective_band(1.0, 128, lambda_f=102.6489, theta=5.0)
-    >>> round(r.item(), 3)
-    16.0
-    """
-    where = "skild_effective_band"
-    tau = _real(tau, where, "tau", low=0.0)
-    lam = skild_lambda(t, H, lambda_f=lambda_f, theta=theta)
-    lam64 = lam.to(torch.float64)
-    r = torch.sqrt(math.log1p(1 / tau) / lam64) / (math.sqrt(2) * math.pi)
-    return r.to(lam.dtype)

@@ -10,7 +10,7 @@ import torch
 import linops
 
 from ._process import DiffusionProcess, _fmt
-from ._schedules import skild_lambda, skild_wavenumber2
+from ._skild_schedules import skild_lambda, skild_wavenumber2
 from ._spectrum import PowerSpectrumFit
 
 __all__ = ["SKILD", "DiagonalPosterior"]
@@ -217,6 +217,38 @@ class SKILD(DiffusionProcess):
         """``x_T ~ N(0, Sigma_T)`` (the residual signal is dropped)."""
         e = torch.randn((n, *self.shape), dtype=dtype, device=device, generator=generator)
         return linops.idct2(self.variance[self.T].sqrt().to(e) * linops.dct2(e))
+
+    # --------------------------------------------------------- capabilities
+    @property
+    def default_prediction(self) -> str:
+        """``"eps"``: SKILD's network predicts the noise."""
+        return "eps"
+
+    @property
+    def sr_sizes(self) -> None:
+        """``None``: any input width up to ``W`` (non-integer factors included)."""
+        return None
+
+    def signal_target(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        """``x0`` itself (the shape never changes)."""
+        self._check_t(t, "signal_target", low=1)
+        return x0
+
+    def super_resolution_entry(self, y: torch.Tensor, *, generator=None, tau: float = 0.1):
+        """``(n0, X_n0)``: ``n0`` the first state with ``r_eff <= h`` (:meth:`start_step`) and
+        ``X_n0 = sqrt(alphabar) X_in + sqrt((1 - alphabar) S_0) eps``, ``X_in`` the DCT of
+        ``y`` embedded in the high-resolution grid (:meth:`embed`). Any factor works,
+        non-integer ones included."""
+        where = "SKILD.super_resolution_entry"
+        if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[1] != self.shape[0] \
+                or y.shape[-1] > self.shape[-1] or y.shape[-2] > self.shape[-2]:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(
+                f"{where}: expected y of shape (N, {self.shape[0]}, h, w) with w <= "
+                f"{self.shape[-1]}, got {got}"
+            )
+        start = self.start_step(y.shape[-2], tau=tau)
+        return start, self.q_sample(self.embed(y), start, generator=generator)
 
     def start_step(self, low_res: int, *, tau: float = 0.1) -> int:
         """The first state whose effective band is at most ``low_res`` (SR entry).

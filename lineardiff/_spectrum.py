@@ -11,7 +11,8 @@ from scipy.optimize import curve_fit
 
 import linops
 
-from ._schedules import _real, _shape2, skild_wavenumber2
+from ._checks import check_real, check_shape2
+from ._skild_schedules import skild_wavenumber2
 
 __all__ = ["PowerSpectrumFit", "dct_mode_variance", "fit_power_spectrum", "power_law_spectrum"]
 
@@ -47,10 +48,10 @@ def power_law_spectrum(shape, C: float, k0: float, alpha: float) -> torch.Tensor
     (2.0, 2.0)
     """
     where = "power_law_spectrum"
-    H, W = _shape2(shape, where)
-    C = _real(C, where, "C", low=0.0)
-    k0 = _real(k0, where, "k0", low=0.0, open_low=False)
-    alpha = _real(alpha, where, "alpha")
+    H, W = check_shape2(where, "shape", shape)
+    C = check_real(where, "C", C, low=0.0)
+    k0 = check_real(where, "k0", k0, low=0.0, open_low=False)
+    alpha = check_real(where, "alpha", alpha)
     return C * (skild_wavenumber2((H, W)) + k0**2) ** (-alpha)
 
 

@@ -74,7 +74,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     net, _ = _trained()
     path = tmp_path / "c.safetensors"
     save_checkpoint(path, Checkpoint(net.state_dict(), {"v": 1}, step=1))
-    import lineardiff._checkpoint as mod
+    import lineardiff.training._checkpoint as mod
 
     def crash(*args, **kwargs):
         raise OSError("disk full")

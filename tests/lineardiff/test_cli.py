@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lineardiff import load_checkpoint
-from lineardiff.cli import build_parser, main
+from lineardiff.app.cli import build_parser, main
 from lineardiff.pretrained import load_model
 
 TINY = """
@@ -179,10 +179,10 @@ def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
         (["demo", "--model", "no-such-model", "--out", "/proc/forbidden"], "output folder '/proc/forbidden' is not writable"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/missing.npy", "--out", "{tmp}/u"], "--input: no file or folder"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/nan.npy", "--out", "{tmp}/u"], "holds NaN or inf"),
-        (["upscale", "--model", "{run}", "--input", "{tmp}/odd.npy", "--out", "{tmp}/u"], r"expected inputs at one of the model's resolutions \[4, 8\], got 3"),
-        (["upscale", "--model", "{run}", "--input", "{tmp}/rgb.npy", "--out", "{tmp}/u"], r"expected inputs of per-sample shape \(1, 4, 4\), got \(3, 4, 4\)"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/odd.npy", "--out", "{tmp}/u"], r"expected inputs at one of the model's resolutions \[4\], got 3"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/rgb.npy", "--out", "{tmp}/u"], r"expected inputs with 1 channel\(s\), got \(1, 3, 4, 4\)"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/flat.npy", "--out", "{tmp}/u"], r"--input: expected an array \(n, h, w\) or \(n, C, h, w\), got \(4, 4\)"),
-        (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "generate: expected n as an integer >= 1, got 0"),
+        (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "generate: expected n >= 1, got 0"),
         (["sample", "--model", "{tmp}/garbage.safetensors", "--out", "{tmp}/s"], "garbage.safetensors"),
     ],
 )
@@ -268,7 +268,7 @@ def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(t
 @pytest.mark.parametrize("factor, message", [
     ("3", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 3"),
     ("1", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 1"),
-    ("1.6", r"expected an integer factor dividing 8 \(only SKILD takes non-integer factors\), "
+    ("1.6", r"expected an integer factor giving one of the model\'s resolutions \[4\] \(only SKILD takes non-integer factors\), "
             r"got 1.6"),
 ])
 def test_evaluate_upscale_refuses_factors_the_process_cannot_take(run, tmp_path, capsys,
@@ -281,7 +281,7 @@ def test_evaluate_upscale_refuses_factors_the_process_cannot_take(run, tmp_path,
 
 
 def test_evaluate_upscaling_refuses_a_factor_that_is_not_a_number(run):
-    from lineardiff.ising_eval import evaluate_upscaling
+    from lineardiff.app.ising_eval import evaluate_upscaling
 
     root, _ = run
     with pytest.raises(TypeError, match="evaluate_upscaling: expected a number for factor, got str"):

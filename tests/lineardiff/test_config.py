@@ -5,7 +5,7 @@ import torch
 
 import lineardiff
 import models
-from lineardiff.config import (
+from lineardiff.app.config import (
     ConfigError,
     apply_overrides,
     build_model,

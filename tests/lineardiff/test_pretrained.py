@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lineardiff.config import shipped_configs
+from lineardiff.app.config import shipped_configs
 from lineardiff.pretrained import load_model, shipped_models
 
 SHIPPED = sorted(shipped_models())

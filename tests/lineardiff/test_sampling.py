@@ -26,7 +26,7 @@ def _signal_oracle(process, x0):
         if key not in cache:
             # the base chain only depends on the resolution path; take the last state of that shape
             s = max(u for u in range(process.T + 1) if process.shape_at(u) == key)
-            _, base = process._chain(0, s)
+            _, base = process.transition(0, s)
             cache[key] = x0 if base is None else base.apply(x0)
         return cache[key].expand(x.shape[0], *out_shape)
 
@@ -174,7 +174,7 @@ def test_super_resolution_with_an_oracle_returns_the_truth(low):
     torch.testing.assert_close(out, x0, rtol=0, atol=1e-12)
     start = min(t for t in range(1, p.T + 1) if p.shape_at(t) == (1, low, low))
     assert seen[0] == start
-    with pytest.raises(ValueError, match=r"upscale: expected y with a per-sample shape in"):
+    with pytest.raises(ValueError, match=r"super_resolution_entry: expected inputs at one of the process\'s coarser resolutions"):
         upscale(_signal_oracle(p, x0), p, torch.zeros(1, 1, 5, 5), progress=False)
 
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lineardiff._schedules import (
+from lineardiff import (
     alphas_cumprod,
     bd_alpha_sigma,
     bd_blur_sigma,

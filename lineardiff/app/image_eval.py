@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .._generate import generate
+from ..metrics import fid_kid
 from . import figures
-from ._generate import generate
-from .metrics import fid_kid
 
 __all__ = ["evaluate_fid"]
 

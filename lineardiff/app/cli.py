@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from ._checkpoint import CheckpointError
+from .. import __version__
+from ..training._checkpoint import CheckpointError
 from .config import ConfigError
 
 __all__ = ["main", "build_parser"]
@@ -31,7 +31,7 @@ def _add_train(sub) -> None:
         required=True,
         metavar="FILE",
         help="a TOML file, or the name of a shipped configuration "
-        "(lineardiff/configs/*.toml, e.g. ising32-ssd)",
+        "(lineardiff/app/configs/*.toml, e.g. ising32-ssd)",
     )
     p.add_argument(
         "--set",
@@ -235,7 +235,7 @@ def _load_inputs(path: str, n: int, channels: int):
             raise ValueError(f"--input: expected an array (n, h, w) or (n, C, h, w), got {a.shape}")
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     else:
-        from .data import image_folder_dataset
+        from ..data import image_folder_dataset
 
         mode = 1 if channels == 1 else 3
         if p.is_dir():
@@ -268,8 +268,8 @@ def _threads(args) -> None:
 
 def _run(args, argv) -> int:
     if args.command == "train":
-        from ._run import run_training
         from .config import load_config
+        from .runs import run_training
 
         overrides = list(args.overrides)
         if args.out:
@@ -305,14 +305,14 @@ def _run(args, argv) -> int:
     import numpy as np
 
     from . import figures
-    from ._run import writable_folder
     from .pretrained import load_model
+    from .runs import writable_folder
 
     _threads(args)
     out = writable_folder(args.out)
     model = load_model(args.model)
     if args.command == "sample":
-        from ._generate import generate
+        from .._generate import generate
 
         x = generate(model, args.n, steps=args.steps, seed=args.seed, spin_flip=args.spin_flip,
                      progress=not args.quiet)
@@ -321,7 +321,7 @@ def _run(args, argv) -> int:
         print(f"samples: {out / 'samples.npy'} {tuple(x.shape)}, grid: {out / 'samples.png'}")
         return 0
     if args.command == "upscale":
-        from ._generate import super_resolve
+        from .._generate import super_resolve
 
         y = _load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = _input_scale(args.input_scale, model, y)
@@ -363,10 +363,10 @@ def _run(args, argv) -> int:
 
 
 def _evaluate_fid(args, argv, model, out: Path) -> int:
+    from ..data import image_folder_dataset
+    from ..metrics import load_inception
     from .config import load_data
-    from .data import image_folder_dataset
     from .image_eval import evaluate_fid
-    from .metrics import load_inception
     from .report import write_json, write_text
 
     if args.reference == "data":
@@ -402,7 +402,7 @@ def _input_scale(text: str, model, y) -> float:
     if model.config["data"]["name"] != "ising" or model.config["process"]["name"] not in (
             "ssd", "skild") or model.size % y.shape[-1]:
         return 1.0
-    from .data import wolff_configurations
+    from ..data import wolff_configurations
     from .ising_eval import MC_HELDOUT_SEED, sr_input_scale
 
     fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)

@@ -1,20 +1,30 @@
-"""Training targets, loss weights and timestep samplers of the family's members."""
+"""What a network learns: targets, loss weights, timestep samplers and the denoising loss."""
 
 from __future__ import annotations
 
 import torch
 
-from ._members import ScaleSpaceDiffusion
 from ._process import DiffusionProcess
 from ._schedules import min_snr_weight
 
-__all__ = ["default_prediction", "loss_weight", "sample_timesteps", "training_target"]
+__all__ = [
+    "default_prediction",
+    "denoising_loss",
+    "loss_weight",
+    "sample_timesteps",
+    "training_target",
+]
 
 
 def default_prediction(process: DiffusionProcess) -> str:
-    """``"signal"`` for Scale Space Diffusion (the clean image at the next resolution),
-    ``"eps"`` for the others (DDPM, VE, Blurring Diffusion)."""
-    return "signal" if isinstance(process, ScaleSpaceDiffusion) else "eps"
+    """The prediction a network of ``process`` learns by default: its
+    :attr:`~lineardiff.DiffusionProcess.default_prediction` (``"signal"`` for processes whose
+    shape changes, SSD: the clean image at the next resolution; ``"eps"`` for the others)."""
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(
+            f"default_prediction: expected a diffusion process, got {type(process).__name__}"
+        )
+    return process.default_prediction
 
 
 def _prediction(process, prediction, where):
@@ -58,17 +68,16 @@ def training_target(process, x0, t, noise, *, prediction=None) -> torch.Tensor:
     prediction = _prediction(process, prediction, "training_target")
     if prediction == "eps":
         return noise
-    if not hasattr(process, "_chain"):
-        return x0  # the signal is x0 itself (SKILD)
     ts = t if isinstance(t, torch.Tensor) and t.dim() == 1 else torch.full((x0.shape[0],), int(t))
     shapes = {process.shape_at(int(v) - 1) for v in ts.unique().tolist()}
     if len(shapes) != 1:
         _single_t(ts, "training_target")
+    if len(ts.unique()) == 1:
+        return process.signal_target(x0, int(ts[0]))
     out = x0.new_empty((x0.shape[0], *shapes.pop()))
     for v in ts.unique().tolist():
         rows = (ts.to(x0.device) == v).nonzero().flatten()
-        _, base = process._chain(0, int(v) - 1)
-        out[rows] = x0[rows] if base is None else base.apply(x0[rows])
+        out[rows] = process.signal_target(x0[rows], int(v))
     return out
 
 
@@ -160,3 +169,59 @@ def sample_timesteps(
         [t for t in range(1, T + 1) if process.shape_at(t) == shape and t not in changes]
     )
     return pool[torch.randint(0, len(pool), (batch_size,), generator=generator)]
+
+
+def denoising_loss(model, process, x0, t, *, prediction=None, noise=None,
+                   generator=None) -> torch.Tensor:
+    """The weighted denoising loss of one batch: what :func:`~lineardiff.train` minimises.
+
+    ``x_t = q_sample(x0, t, noise)``, the network's output ``model(x_t, t, shape)`` against
+    :func:`training_target`, squared error averaged per sample, weighted by
+    :func:`loss_weight` and averaged over the batch.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x_t, t, out_shape)`` (:func:`~lineardiff.as_denoiser`).
+    process : DiffusionProcess
+    x0 : Tensor, shape (N, \\*process.shape_at(0))
+    t : Tensor, shape (N,)
+        Timesteps in ``1..T`` (:func:`sample_timesteps`; when the state's shape varies with
+        ``t`` the batch must share one shape).
+    prediction : {"signal", "eps"}, optional
+        Default :func:`default_prediction`.
+    noise : Tensor, shape (N, \\*process.shape_at(t)), optional
+        Default: drawn with ``generator``.
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    Tensor, shape ()
+        Differentiable with respect to the model's parameters.
+
+    Examples
+    --------
+    >>> import torch, models, lineardiff
+    >>> net = models.UNet(1, base_channels=8, channel_mult=(1, 2), attention_levels=(),
+    ...                   num_groups=4)
+    >>> p = lineardiff.DDPM((1, 8, 8), T=50)
+    >>> loss = lineardiff.denoising_loss(lineardiff.as_denoiser(net), p, torch.randn(4, 1, 8, 8),
+    ...                                  torch.tensor([1, 10, 20, 50]))
+    >>> loss.shape, bool(loss > 0)
+    (torch.Size([]), True)
+    """
+    prediction = _prediction(process, prediction, "denoising_loss")
+    if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x0.shape[0]:
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(
+            f"denoising_loss: expected t as a tensor of shape ({x0.shape[0]},), got {got}"
+        )
+    if noise is None:
+        noise = torch.randn((x0.shape[0], *process.shape_at(int(t[0]))), dtype=x0.dtype,
+                            generator=generator).to(x0.device)
+    x_t = process.q_sample(x0, t, noise)
+    target = training_target(process, x0, t, noise, prediction=prediction)
+    weight = loss_weight(process, t, prediction=prediction).to(device=x0.device, dtype=x0.dtype)
+    out = model(x_t, t.to(x0.device), tuple(target.shape[1:]))
+    per_sample = (out - target).square().flatten(1).mean(1)
+    return (weight * per_sample).mean()

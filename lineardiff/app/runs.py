@@ -1,4 +1,5 @@
-"""A training run on disk: a folder with the configuration, the checkpoint, the log and samples."""
+"""Training runs and model files on disk: run folders (configuration, checkpoint, log, samples),
+the shipped model files, and where a model named on the command line is found."""
 
 from __future__ import annotations
 
@@ -12,12 +13,43 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from ._checkpoint import load_checkpoint
-from ._train import TrainConfig, train
+from .. import __version__
+from ..training import TrainConfig, train
+from ..training._checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, build_model, build_process, load_data
 
-__all__ = ["RunPaths", "run_training", "writable_folder"]
+__all__ = [
+    "RunPaths",
+    "resolve_model_file",
+    "run_training",
+    "shipped_models",
+    "train_seconds",
+    "writable_folder",
+]
+
+_WEIGHTS = Path(__file__).parent / "weights"
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped inside the package, by name (``lineardiff/app/weights/*.safetensors``)."""
+    return {f.stem: f for f in sorted(_WEIGHTS.glob("*.safetensors"))}
+
+
+def resolve_model_file(source) -> Path:
+    """The model file that ``source`` names: a shipped model's name, a file, or a run folder
+    (its checkpoint)."""
+    shipped = shipped_models()
+    if isinstance(source, str) and source in shipped and not Path(source).exists():
+        return shipped[source]
+    p = Path(source)
+    if p.is_dir():
+        p = p / "checkpoint.safetensors"
+    if not p.is_file():
+        raise CheckpointError(
+            f"load_model: no model file {str(source)!r}; expected a .safetensors file, a run "
+            f"folder, or a shipped model ({', '.join(shipped) or 'none shipped'})"
+        )
+    return p
 
 
 class RunPaths:
@@ -69,10 +101,10 @@ def _sample_grid_callback(cfg: dict, process, net, paths: RunPaths):
     """A :func:`train` callback writing a grid of EMA samples to ``samples/step_XXXXXXX.png``."""
     import copy
 
+    from .._denoiser import as_denoiser
+    from .._objectives import default_prediction
+    from .._sampling import ancestral_sample, respace
     from . import figures
-    from ._sampling import ancestral_sample, respace
-    from ._train import as_denoiser
-    from ._training import default_prediction
 
     count = int(cfg["train"].get("sample_count", 16))
     steps = min(int(cfg["train"].get("sample_steps", 50)), process.T)
@@ -116,7 +148,7 @@ def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) 
     ``record`` (the run's metadata) gains ``initialised_from``: the file, its step, training
     time and command.
     """
-    from ._checkpoint import Checkpoint, capture_rng, check_state_matches, save_checkpoint
+    from ..training._checkpoint import Checkpoint, capture_rng, check_state_matches, save_checkpoint
 
     ck = load_checkpoint(model_file)
     weights = ck.ema if ck.ema else ck.model
@@ -148,7 +180,7 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     Parameters
     ----------
     cfg : dict
-        A validated configuration (:func:`~lineardiff.config.load_config`).
+        A validated configuration (:func:`~lineardiff.app.config.load_config`).
     argv : list of str, optional
         The command line, recorded in the checkpoint.
     resume : bool, default True
@@ -163,7 +195,7 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     Path
         The checkpoint file.
     """
-    from ._distributed import init_distributed
+    from ..training._distributed import init_distributed
 
     info = init_distributed()  # under torchrun: join the group; rank 0 alone writes files
     paths = RunPaths(writable_folder(cfg["train"]["out"]))
@@ -188,7 +220,7 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     sizes = cfg["data"].get("sizes") or []
     spectrum = None
     if cfg["process"]["name"] == "skild":
-        from ._spectrum import fit_power_spectrum
+        from .._spectrum import fit_power_spectrum
 
         spectrum = fit_power_spectrum(data[max(sizes)] if sizes else data)
     if sizes:
@@ -212,9 +244,7 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
         meta["spectrum"] = {"C": spectrum.C, "k0": spectrum.k0, "alpha": spectrum.alpha}
     if info.rank == 0:
         if init is not None and not paths.checkpoint.is_file():
-            from .pretrained import _resolve
-
-            _init_from(_resolve(init), paths, net, tc, meta)
+            _init_from(resolve_model_file(init), paths, net, tc, meta)
         paths.config.write_text(json.dumps(cfg, indent=2))
     if info.is_distributed:
         torch.distributed.barrier()  # the others read the checkpoint rank 0 may have written

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from ._run import writable_folder
+from .. import __version__
 from .ising_eval import evaluate_generation, evaluate_upscaling
 from .pretrained import load_model
 from .report import comparison_table, write_json, write_text
+from .runs import writable_folder
 
 __all__ = ["run_demo"]
 

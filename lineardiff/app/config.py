@@ -9,7 +9,7 @@ here, in the application layer, never inside the library.
 
 Examples
 --------
->>> from lineardiff.config import parse_config, build_process
+>>> from lineardiff.app.config import parse_config, build_process
 >>> cfg = parse_config('''
 ... [data]
 ... name = "ising"
@@ -31,7 +31,7 @@ Examples
 >>> parse_config('[data]\\nname = "ising"\\nL = 16\\ncolour = 1')
 Traceback (most recent call last):
     ...
-lineardiff.config.ConfigError: config [data]: unknown key 'colour'; expected one of L, ...
+lineardiff.app.config.ConfigError: config [data]: unknown key 'colour'; expected one of L, ...
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from typing import Any
 
 import models
 
-from . import _members, _skild
-from ._train import TrainConfig
+from .. import _members, _skild
+from ..training import TrainConfig
 
 __all__ = [
     "ConfigError",
@@ -329,7 +329,7 @@ def load_config(path, overrides=()) -> dict:
 
 
 def shipped_configs() -> dict[str, Path]:
-    """The configurations shipped in the package (``lineardiff/configs/*.toml``) by name."""
+    """The configurations shipped in the package (``lineardiff/app/configs/*.toml``) by name."""
     folder = Path(__file__).parent / "configs"
     return {f.stem: f for f in sorted(folder.glob("*.toml"))}
 
@@ -379,7 +379,7 @@ def load_data(cfg: Mapping):
     """
     import torch
 
-    from . import data as data_mod
+    from .. import data as data_mod
 
     d = cfg["data"]
     if d["name"] == "ising":
@@ -403,7 +403,7 @@ def build_process(cfg: Mapping, data=None, *, spectrum=None):
     of its fields as stored in a checkpoint) or else fitted to ``data``
     (:func:`~lineardiff.fit_power_spectrum`).
     """
-    from ._spectrum import PowerSpectrumFit, fit_power_spectrum
+    from .._spectrum import PowerSpectrumFit, fit_power_spectrum
 
     p = dict(cfg["process"])
     name = p.pop("name")

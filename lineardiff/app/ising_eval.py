@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._generate import generate, super_resolve
+from ..data import T_C, energy_per_site, magnetization, wolff_configurations
+from ..metrics import binarize, block_consistency, compare, curve_estimates, majority_blocks
 from . import figures
-from ._generate import coarse_entry, generate, super_resolve
-from ._skild import SKILD
-from .data import T_C, energy_per_site, magnetization, wolff_configurations
-from .metrics import binarize, block_consistency, compare, curve_estimates, majority_blocks
 
 __all__ = ["evaluate_generation", "evaluate_upscaling", "sr_input_scale"]
 
@@ -133,14 +132,8 @@ def sr_input_scale(process, fine: np.ndarray, b: int) -> float:
     predictor of that view ``v`` from the block spin ``s_B`` is ``c s_B`` with
     ``c = E[v s_B] / E[s_B^2] = E[v s_B]``, estimated on Monte-Carlo data.
     """
-    x0 = torch.from_numpy(fine.astype(np.float64)).unsqueeze(1)
-    if isinstance(process, SKILD):
-        view = process.low_res(x0, fine.shape[-1] // b).numpy()[:, 0]
-    else:
-        start = coarse_entry(process, fine.shape[-1] // b)
-        D = process.signal_operator(start)
-        a = process.signal_scale(start)
-        view = D.apply(x0.to(torch.float32)).double().numpy()[:, 0] / a
+    x0 = torch.from_numpy(fine.astype(np.float32)).unsqueeze(1)
+    view = process.low_res(x0, fine.shape[-1] // b).double().numpy()[:, 0]
     blocks = majority_blocks(fine, b, seed=1)
     return float(np.mean(view * blocks))
 
@@ -157,10 +150,11 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
         )
     h = round(h)
     blocks = L % h == 0
-    if not blocks and not isinstance(process, SKILD):
+    sizes = process.sr_sizes
+    if sizes is not None and (not blocks or h not in sizes):
         raise ValueError(
-            f"{where}: expected an integer factor dividing {L} (only SKILD takes non-integer "
-            f"factors), got {factor}"
+            f"{where}: expected an integer factor giving one of the model's resolutions "
+            f"{sorted(sizes)} (only SKILD takes non-integer factors), got {factor}"
         )
     return h, blocks
 

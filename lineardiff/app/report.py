@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checkpoint import _umask
+from ..training._checkpoint import _umask
 
 __all__ = ["comparison_table", "write_json", "write_text"]
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ._run import writable_folder
 from .ising_eval import evaluate_generation, evaluate_upscaling
 from .pretrained import load_model, shipped_models
 from .report import write_json, write_text
+from .runs import writable_folder
 
 __all__ = ["run_results"]
 
@@ -121,7 +121,7 @@ def run_results(out, *, models=None, n: int = 500, steps: int = 200, seed: int =
     models : sequence of str, optional
         Shipped model names or model files (default: every shipped Ising model).
     n, steps, seed, n_mc
-        As for :func:`~lineardiff.ising_eval.evaluate_generation`.
+        As for :func:`~lineardiff.app.ising_eval.evaluate_generation`.
     command : str
         The command line, recorded with the tables.
     progress : bool, default True

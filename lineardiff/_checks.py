@@ -1,0 +1,157 @@
+"""Argument checks shared by every module of :mod:`lineardiff` (one argument order, one rule).
+
+Every checker takes ``(where, name, value, ...)`` and raises
+
+* :class:`TypeError` when the *kind* of value is wrong (a float where an integer belongs,
+  a string where a number belongs, a NumPy array where a tensor belongs), and
+* :class:`ValueError` when the kind is right but the value is not (out of range, NaN,
+  a wrong shape),
+
+with the message ``"where: expected <what>, got <value>"``.
+
+The non-finite policy of the package (see the API conventions in the docs): processes,
+samplers, super-resolution inputs, metrics and the command line refuse NaN and inf in the
+data they are given, naming the argument, the count and the first bad index
+(:func:`check_finite`); linear operators stay NaN-transparent like torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = [
+    "check_finite",
+    "check_int",
+    "check_real",
+    "check_shape2",
+    "check_time",
+    "check_timesteps",
+]
+
+
+def check_int(where: str, name: str, value, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """``value`` as a Python int (Python ints, NumPy integers and 0-dim integer tensors).
+
+    Booleans and floats (even ``2.0``) are refused with :class:`TypeError`.
+    """
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and not value.is_complex() and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: expected {name} as an int, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        if maximum is not None:
+            raise ValueError(f"{where}: expected {name} in [{minimum}, {maximum}], got {value}")
+        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        if minimum is not None:
+            raise ValueError(f"{where}: expected {name} in [{minimum}, {maximum}], got {value}")
+        raise ValueError(f"{where}: expected {name} <= {maximum}, got {value}")
+    return value
+
+
+def check_real(where: str, name: str, value, *, low=None, high=None, open_low: bool = True,
+               open_high: bool = True) -> float:
+    """A finite Python float within an interval (open or closed at each end).
+
+    A one-element real tensor is accepted; booleans, strings and complex numbers are a
+    :class:`TypeError`; NaN, inf and values outside the interval a :class:`ValueError`.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex() \
+            and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: expected {name} as a real number, got {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad = bad or (value <= low if open_low else value < low)
+    if high is not None:
+        bad = bad or (value >= high if open_high else value > high)
+    if bad:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = ("(" if open_low else "[") + f"{lo}, {hi}" + (")" if open_high else "]")
+        raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
+    return value
+
+
+def check_finite(where: str, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Refuse a tensor holding NaN or inf, naming the count and the first bad index."""
+    if x.is_floating_point() or x.is_complex():
+        ok = torch.isfinite(x)
+        if not bool(ok.all()):
+            bad = (~ok).nonzero()
+            first = tuple(int(i) for i in bad[0])
+            raise ValueError(
+                f"{where}: expected finite {name}, got {bad.shape[0]} NaN or inf value"
+                f"{'s' if bad.shape[0] > 1 else ''} (the first at index {first})"
+            )
+    return x
+
+
+def check_timesteps(where: str, name: str, t, low: int, high: int):
+    """Timesteps: an int, or a 0-/1-dim integer tensor, each in ``[low, high]``.
+
+    Returns a Python int for a scalar and a ``LongTensor`` for a 1-dim tensor. Floats
+    (``3.7``, a float tensor) and booleans are a :class:`TypeError`, never truncated.
+    """
+    if isinstance(t, torch.Tensor):
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise TypeError(f"{where}: expected {name} as integers, got a {t.dtype} tensor")
+        if t.dim() == 0:
+            return check_int(where, name, int(t), low, high)
+        if t.dim() != 1:
+            raise ValueError(
+                f"{where}: expected {name} as an int or a 1-dim tensor, got shape {tuple(t.shape)}"
+            )
+        if t.numel() and (int(t.min()) < low or int(t.max()) > high):
+            raise ValueError(
+                f"{where}: expected {name} in [{low}, {high}], got values from {int(t.min())} "
+                f"to {int(t.max())}"
+            )
+        return t.long()
+    return check_int(where, name, t, low, high)
+
+
+def check_shape2(where: str, name: str, shape) -> tuple[int, int]:
+    """An ``(H, W)`` image shape of positive ints."""
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(
+            f"{where}: expected {name} as (H, W), got {shape!r}. Pass x.shape[-2:] for an image x"
+        )
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"{where}: expected {name} as (H, W) of positive ints, got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def check_time(where: str, name: str, t) -> tuple[torch.Tensor, torch.dtype]:
+    """Continuous time in [0, 1] as float64, and the dtype to return results in.
+
+    A floating tensor keeps its dtype and device for the result; a Python number or an
+    integer tensor gives float64.
+    """
+    if isinstance(t, torch.Tensor):
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(
+                f"{where}: expected {name} as a real tensor or number, got dtype {t.dtype}"
+            )
+        out_dtype = t.dtype if t.is_floating_point() else torch.float64
+        t64 = t.to(torch.float64)
+    elif isinstance(t, numbers.Real) and not isinstance(t, bool):
+        out_dtype = torch.float64
+        t64 = torch.tensor(float(t), dtype=torch.float64)
+    else:
+        raise TypeError(f"{where}: expected {name} as a real tensor or number, got {t!r}")
+    if t64.numel() and not bool(((t64 >= 0) & (t64 <= 1)).all()):
+        bad = t64[~((t64 >= 0) & (t64 <= 1))].flatten()[0].item()
+        raise ValueError(f"{where}: expected {name} in [0, 1], got a value {bad!r}")
+    return t64, out_dtype

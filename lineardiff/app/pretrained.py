@@ -1,0 +1,170 @@
+"""Trained models: load a run's checkpoint or a shipped model, export EMA weights for shipping.
+
+A *model file* is a checkpoint (:func:`~lineardiff.save_checkpoint` format: safetensors plus
+JSON, never unpickled) whose configuration records the run's ``[data]``, ``[process]`` and
+``[model]`` tables, so the network and the process it was trained for can be rebuilt from the
+file alone. Shipped models live in ``lineardiff/app/weights/*.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .._denoiser import as_denoiser
+from .._objectives import default_prediction
+from ..training._checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, build_model, build_process, validate_config
+from .runs import resolve_model_file, shipped_models, train_seconds
+
+__all__ = ["TrainedModel", "export_model", "load_model", "shipped_models"]
+
+@dataclass
+class TrainedModel:
+    """A network with the process it was trained for.
+
+    Attributes
+    ----------
+    net : torch.nn.Module
+        In eval mode, holding the EMA weights (the trained weights when there is no EMA).
+    process : DiffusionProcess
+    config : dict
+        The validated run configuration (``data``, ``process``, ``model``, ``train``, ``sample``).
+    prediction : str
+        ``"signal"`` or ``"eps"``: what the network predicts.
+    step : int
+        Optimiser steps the weights were trained for.
+    meta : dict
+        Everything else recorded with the run (command, training time, versions).
+    path : Path
+    """
+
+    net: torch.nn.Module
+    process: object
+    config: dict
+    prediction: str
+    step: int
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def denoiser(self):
+        """The network as ``model(x_t, t, out_shape)`` for the samplers."""
+        return as_denoiser(self.net)
+
+    @property
+    def size(self) -> int:
+        """Image size of :attr:`process` (pixels per side)."""
+        return int(self.process.shape_at(0)[-1])
+
+    def at_size(self, size: int) -> TrainedModel:
+        """The same network with its process rebuilt for ``size x size`` images (zero-shot).
+
+        Only networks that run at any size can do this (``unet``, ``dfu``); a Flexi-UNet is
+        tied to its pyramid, and SSD's levels to the training size.
+
+        Raises
+        ------
+        ValueError
+            For Flexi-UNet / SSD models or a size below 2.
+        """
+        import dataclasses
+
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise ValueError(f"TrainedModel.at_size: expected a size >= 2, got {size!r}")
+        if self.config["model"]["name"] == "flexi_unet" or self.config["process"]["name"] == "ssd":
+            raise ValueError(
+                "TrainedModel.at_size: a Flexi-UNet / SSD model runs only on its training "
+                f"pyramid ({self.size} px); zero-shot sizes need a 'unet' or 'dfu' model"
+            )
+        if size == self.size:
+            return self
+        data = dict(self.config["data"])
+        data.pop("sizes", None)
+        data["L" if data["name"] == "ising" else "size"] = size
+        cfg = {**self.config, "data": data}
+        process = build_process(cfg, spectrum=self.meta.get("spectrum"))
+        return dataclasses.replace(self, process=process, config=cfg)
+
+
+def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
+    """Load a trained network and rebuild its process from a model file.
+
+    Parameters
+    ----------
+    source : str or Path
+        A shipped model's name (see :func:`shipped_models`), a checkpoint file, or a run folder
+        (its ``checkpoint.safetensors``).
+    device : str or torch.device, default "cpu"
+    use_ema : bool, default True
+        Load the EMA weights when the file has them.
+
+    Returns
+    -------
+    TrainedModel
+    """
+    path = resolve_model_file(source)
+    ck = load_checkpoint(path)
+    meta = ck.config.get("meta", {}) if isinstance(ck.config, dict) else {}
+    raw = meta.get("config")
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{path}: records no run configuration (meta.config); it was not written by "
+            "'lineardiff train' or export_model"
+        )
+    try:
+        cfg = validate_config(raw)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its configuration is invalid here ({err})") from None
+    process = build_process(cfg, spectrum=meta.get("spectrum"))
+    net = build_model(cfg)
+    state = ck.ema if (use_ema and ck.ema) else ck.model
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: weights do not match the configured network ({first})"
+        ) from None
+    net.to(device).eval()
+    pred = cfg["train"].get("prediction") or default_prediction(process)
+    return TrainedModel(net, process, cfg, pred, ck.step, meta, path)
+
+
+def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
+    """Write a small model file with the EMA weights only (no optimiser or RNG state).
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        A training checkpoint (or run folder).
+    out : str or Path
+        The model file to write (atomically).
+    extra : dict, optional
+        JSON-able facts to record, merged into the metadata. The training wall time
+        (``train_seconds``: the run's ``log.csv`` plus that of the model it was initialised
+        from) is recorded automatically.
+
+    Returns
+    -------
+    Path
+    """
+    path = resolve_model_file(checkpoint)
+    ck = load_checkpoint(path)
+    weights = ck.ema if ck.ema else ck.model
+    meta = dict(ck.config.get("meta", {}))
+    meta.update(extra or {})
+    seconds, rows = train_seconds(path.parent / "log.csv")
+    before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
+    if rows and "train_seconds" not in (extra or {}):
+        meta["train_seconds"] = before + seconds
+    meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    meta["exported_from_step"] = ck.step
+    config = {"train": ck.config.get("train", {}), "meta": meta}
+    json.dumps(config)  # fail early on anything not JSON-able
+    return save_checkpoint(out, Checkpoint({k: v.contiguous() for k, v in weights.items()},
+                                           config, ck.step))
