@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -10,11 +11,33 @@ import torch
 import linops
 from linops._structure import shifted_kronecker
 
+from ._checks import check_finite, check_int, check_timesteps
+
 __all__ = ["DiffusionProcess", "LinearDiffusion", "Posterior"]
 
 
 def _fmt(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _as_data(where: str, name: str, x, shape) -> torch.Tensor:
+    """A batch of states ``(N, *shape)``: integer images become the default float dtype
+    (never integer arithmetic with the scales), NaN and inf are refused."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape[1:]) != tuple(shape) or x.dim() != len(shape) + 1:
+        raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shape)}), got "
+                         f"{_fmt(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: expected a non-empty batch {name}, got shape {_fmt(x.shape)}")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{where}: expected {name} as float32 or float64 (the operators' "
+                        f"precision), got {x.dtype}; convert it with {name}.float()")
+    if x.is_complex():
+        raise TypeError(f"{where}: expected a real {name}, got {x.dtype}")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return check_finite(where, name, x)
 
 
 def _lambda_max_normal(base: linops.LinearOperator) -> float:
@@ -134,13 +157,26 @@ class DiffusionProcess:
         )
 
     def _check_t(self, t, where: str, low: int = 0) -> int:
-        if isinstance(t, torch.Tensor) and t.dim() == 0:
+        """One timestep: a Python int or a 0-dim integer tensor in ``[low, T]``; floats and
+        booleans are a :class:`TypeError` (never truncated), out of range a ValueError."""
+        message = f"{self.name}.{where}: expected an integer t in [{low}, {self.T}], got {t!r}"
+        if isinstance(t, torch.Tensor) and t.dim() == 0 and not t.is_floating_point() \
+                and not t.is_complex() and t.dtype != torch.bool:
             t = int(t)
-        if isinstance(t, bool) or not isinstance(t, int) or not low <= t <= self.T:
-            raise ValueError(
-                f"{self.name}.{where}: expected an integer t in [{low}, {self.T}], got {t!r}"
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise TypeError(message)
+        if not low <= t <= self.T:
+            raise ValueError(message)
+        return int(t)
+
+    def _check_prior_args(self, n, generator, where: str = "prior_sample") -> int:
+        where = f"{self.name}.{where}"
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"{where}: expected generator as a torch.Generator or None, got "
+                f"{type(generator).__name__} (seed one with torch.Generator().manual_seed(s))"
             )
-        return t
+        return check_int(where, "n", n, 1)
 
     def _check_pair(self, t, s, **tensors) -> tuple[int, int]:
         """Validate ``0 <= s < t <= T`` and the shapes of the named state tensors."""
@@ -231,6 +267,10 @@ class LinearDiffusion(DiffusionProcess):
         self.bases = bases
         self.sigmas = sigmas
         self._shapes = shapes
+        self._identity_bases = all(b is None for b in bases)
+        self._scale_table = torch.tensor(
+            [math.prod(scales[:t]) for t in range(T + 1)], dtype=torch.float64
+        )
         self._check_feasible()
 
     # ----------------------------------------------------------- validation
@@ -375,38 +415,43 @@ class LinearDiffusion(DiffusionProcess):
         Tensor, shape (N, \\*shape_at(t))
         """
         where = f"{self.name}.q_sample"
-        if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != self._shapes[0]:
-            got = _fmt(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-            raise ValueError(
-                f"{where}: expected x0 of shape (N, *{_fmt(self._shapes[0])}), got {got}"
-            )
+        x0 = _as_data(where, "x0", x0, self._shapes[0])
         n = x0.shape[0]
-        ts = t.tolist() if isinstance(t, torch.Tensor) and t.dim() == 1 else [t] * n
-        if len(ts) != n:
-            raise ValueError(f"{where}: expected t of shape ({n},), got {len(ts)} values")
-        ts = [self._check_t(int(v), "q_sample") for v in ts]
-        shapes = {self._shapes[v] for v in ts}
-        if len(shapes) != 1:
-            raise ValueError(
-                f"{where}: expected timesteps whose states share one shape, got t in "
-                f"{sorted(set(ts))} with shapes {sorted(shapes)}"
-            )
-        signal = x0.new_empty((n, *self._shapes[ts[0]]))
-        index = torch.tensor(ts, device=x0.device)
-        for v in sorted(set(ts)):  # one operator application per distinct t
-            rows = (index == v).nonzero().flatten()
-            _, base = self._chain(0, v)
-            part = x0[rows]
-            signal[rows] = part if base is None else base.apply(part)
-        a = torch.tensor([self.signal_scale(v) for v in ts], dtype=x0.dtype, device=x0.device)
-        sig = torch.tensor([self.sigma(v) for v in ts], dtype=x0.dtype, device=x0.device)
+        t = check_timesteps(where, "t", t, 0, self.T)
+        if isinstance(t, torch.Tensor) and t.shape[0] != n:
+            raise ValueError(f"{where}: expected t of shape ({n},), got {t.shape[0]} values")
+        if isinstance(t, int):
+            _, base = self._chain(0, t)
+            signal = x0 if base is None else base.apply(x0)
+            index = torch.full((n,), t, device=x0.device)
+        elif self._identity_bases:  # DDPM, VE: scales gathered on the device, no host sync
+            signal, index = x0, t.to(x0.device)
+        if isinstance(t, int) or self._identity_bases:
+            a = self._scale_table.to(device=x0.device, dtype=x0.dtype)[index]
+            sig = self.sigmas.to(device=x0.device, dtype=x0.dtype)[index]
+        else:
+            ts = t.tolist()
+            shapes = {self._shapes[v] for v in ts}
+            if len(shapes) != 1:
+                raise ValueError(
+                    f"{where}: expected timesteps whose states share one shape, got t in "
+                    f"{sorted(set(ts))} with shapes {sorted(shapes)}"
+                )
+            signal = x0.new_empty((n, *self._shapes[ts[0]]))
+            index = t.to(x0.device)
+            for v in sorted(set(ts)):  # one operator application per distinct t
+                rows = (index == v).nonzero().flatten()
+                _, base = self._chain(0, v)
+                part = x0[rows]
+                signal[rows] = part if base is None else base.apply(part)
+            a = self._scale_table.to(device=x0.device, dtype=x0.dtype)[index]
+            sig = self.sigmas.to(device=x0.device, dtype=x0.dtype)[index]
         view = (n,) + (1,) * (signal.dim() - 1)
         if noise is None:
             noise = torch.randn(signal.shape, dtype=x0.dtype, device=x0.device, generator=generator)
-        elif tuple(noise.shape) != tuple(signal.shape):
-            raise ValueError(
-                f"{where}: expected noise of shape {_fmt(signal.shape)}, got {_fmt(noise.shape)}"
-            )
+        elif not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(signal.shape):
+            got = _fmt(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+            raise ValueError(f"{where}: expected noise of shape {_fmt(signal.shape)}, got {got}")
         return a.reshape(view) * signal + sig.reshape(view) * noise
 
     def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> Posterior:
@@ -482,6 +527,7 @@ class LinearDiffusion(DiffusionProcess):
         self, n: int, *, generator=None, dtype=torch.float32, device=None
     ) -> torch.Tensor:
         """``x_T ~ N(0, sigma_T^2 I)`` at ``shape_at(T)`` (the residual signal is dropped)."""
+        n = self._check_prior_args(n, generator)
         shape = (n, *self._shapes[self.T])
         return self.sigma(self.T) * torch.randn(
             shape, dtype=dtype, device=device, generator=generator

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_finite, check_int
+from ._checks import check_finite, check_int, check_real, check_timesteps
 from ._process import DiffusionProcess
 
 __all__ = ["ancestral_sample", "respace", "skild_upscale", "upscale"]
@@ -122,7 +122,19 @@ def ancestral_sample(
         raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
     if prediction not in _PREDICTIONS:
         raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
-    steps = list(range(process.T, 0, -1)) if timesteps is None else [int(t) for t in timesteps]
+    n = check_int(where, "n", n, 1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: expected generator as a torch.Generator or None, got "
+                        f"{type(generator).__name__}")
+    if clip is not None:
+        clip = check_real(where, "clip", clip, low=0)
+    if timesteps is None:
+        steps = list(range(process.T, 0, -1))
+    else:
+        if isinstance(timesteps, torch.Tensor):
+            timesteps = check_timesteps(where, "timesteps", timesteps.reshape(-1), 0, process.T)
+            timesteps = timesteps.tolist()
+        steps = [check_int(where, "timesteps", t) for t in timesteps]
     top = process.T if x_T is None or not steps else steps[0]
     if (
         not steps
@@ -136,11 +148,15 @@ def ancestral_sample(
             "state of a given x_T) down to >= 1, "
             f"got {steps[:5]}{'...' if len(steps) > 5 else ''}"
         )
-    x = (
-        process.prior_sample(n, generator=generator, dtype=dtype, device=device)
-        if x_T is None
-        else x_T
-    )
+    if x_T is None:
+        x = process.prior_sample(n, generator=generator, dtype=dtype, device=device)
+    else:
+        expected = (n, *process.shape_at(steps[0]))
+        if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != expected:
+            got = tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else type(x_T).__name__
+            raise ValueError(f"{where}: expected x_T of shape {expected} (n samples at state "
+                             f"{steps[0]}), got {got}")
+        x = check_finite(where, "x_T", x_T)
     pairs = list(zip(steps, steps[1:] + [0], strict=True))
     for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
         t_batch = torch.full((n,), t, dtype=torch.long, device=x.device)
@@ -166,6 +182,7 @@ def _check_output(out, shape, where, t):
         raise ValueError(
             f"{where}: expected the model to return shape {tuple(shape)} at t={t}, got {got}"
         )
+    check_finite(where, f"model output at t={t}", out)
 
 
 def upscale(

@@ -9,7 +9,8 @@ import torch
 
 import linops
 
-from ._process import DiffusionProcess, _fmt
+from ._checks import check_timesteps
+from ._process import DiffusionProcess, _as_data, _fmt
 from ._skild_schedules import skild_lambda, skild_wavenumber2
 from ._spectrum import PowerSpectrumFit
 
@@ -158,14 +159,20 @@ class SKILD(DiffusionProcess):
     def q_sample(self, x0, t, noise=None, *, generator=None):
         """Draw ``x_t`` (``t`` an int or a tensor ``(N,)``); see the class docstring."""
         where = "SKILD.q_sample"
-        if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != self.shape:
-            got = _fmt(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-            raise ValueError(f"{where}: expected x0 of shape (N, *{_fmt(self.shape)}), got {got}")
+        x0 = _as_data(where, "x0", x0, self.shape)
         n = x0.shape[0]
-        ts = t.tolist() if isinstance(t, torch.Tensor) and t.dim() == 1 else [t] * n
-        ts = torch.tensor([self._check_t(int(v), "q_sample") for v in ts], device=x0.device)
+        t = check_timesteps(where, "t", t, 0, self.T)
+        if isinstance(t, int):
+            ts = torch.full((n,), t, dtype=torch.long)
+        elif t.shape[0] != n:
+            raise ValueError(f"{where}: expected t of shape ({n},), got {t.shape[0]} values")
+        else:
+            ts = t
         if noise is None:
             noise = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
+        elif not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
+            got = _fmt(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+            raise ValueError(f"{where}: expected noise of shape {_fmt(x0.shape)}, got {got}")
         a = self._coef(self.alphabar.sqrt(), ts.cpu(), x0).unsqueeze(1)
         s = self._coef(self.variance.sqrt(), ts.cpu(), x0).unsqueeze(1)
         return linops.idct2(a * linops.dct2(x0) + s * linops.dct2(noise))
@@ -215,6 +222,7 @@ class SKILD(DiffusionProcess):
 
     def prior_sample(self, n, *, generator=None, dtype=torch.float32, device=None):
         """``x_T ~ N(0, Sigma_T)`` (the residual signal is dropped)."""
+        n = self._check_prior_args(n, generator)
         e = torch.randn((n, *self.shape), dtype=dtype, device=device, generator=generator)
         return linops.idct2(self.variance[self.T].sqrt().to(e) * linops.dct2(e))
 

@@ -43,8 +43,9 @@ class LinearOperator:
     ``<A u, v> = <u, A^H v>``. For real operators this is the transpose.
 
     The algebra builds new operators lazily: ``A @ B`` (composition),
-    ``A + B``, ``A - B``, ``c * A``, ``-A`` and ``A.H`` (adjoint). ``A @ x``
-    with a tensor ``x`` is ``A.apply(x)``.
+    ``A + B``, ``A - B``, ``c * A``, ``-A`` and ``A.H`` (adjoint). ``@`` composes
+    operators only: apply one to a tensor with ``A.apply(x)`` or ``A(x)`` (``A @ x`` raises a
+    :class:`TypeError`, since torch would read it as a product with the columns of ``x``).
 
     Examples
     --------
@@ -198,12 +199,31 @@ class LinearOperator:
         return Adjoint(self)
 
     def __matmul__(self, other):
+        """``A @ B`` composes operators; it never applies ``A`` to a tensor.
+
+        ``A @ x`` with a tensor ``x`` is refused: for ``in_shape=(n,)`` and ``x`` of shape
+        ``(n, n)`` torch and scipy would multiply the *columns*, while the batch convention
+        of this library applies ``A`` to the *rows* (the trailing dimensions). Write
+        ``A.apply(x)`` or ``A(x)``, which say which one is meant.
+        """
         from ._algebra import Composed
 
         if isinstance(other, torch.Tensor):
-            return self.apply(other)
+            raise TypeError(
+                f"{self.name} @ Tensor: expected a LinearOperator on the right of @ (@ composes "
+                "operators); apply an operator to a tensor with A.apply(x) or A(x), which act "
+                "on the trailing dimensions in_shape of x"
+            )
         if isinstance(other, LinearOperator):
             return Composed(self, other)
+        return NotImplemented
+
+    def __rmatmul__(self, other):
+        if isinstance(other, torch.Tensor):
+            raise TypeError(
+                f"Tensor @ {self.name}: expected LinearOperators on both sides of @; apply the "
+                "adjoint to a tensor with A.apply_adjoint(y) or A.H(y)"
+            )
         return NotImplemented
 
     def __add__(self, other):

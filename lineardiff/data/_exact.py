@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from .._checks import check_int, check_real
 
 __all__ = ["T_C", "exact_energy_per_site", "transfer_matrix_energy"]
 
@@ -13,27 +14,14 @@ __all__ = ["T_C", "exact_energy_per_site", "transfer_matrix_energy"]
 T_C = 2.0 / math.log1p(math.sqrt(2.0))
 
 
-def _check_lattice(where: str, L, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(L, bool) or not isinstance(L, numbers.Integral):
-        raise TypeError(f"{where}: expected an integer L, got {type(L).__name__}")
-    L = int(L)
-    if L < minimum:
-        raise ValueError(f"{where}: expected L >= {minimum}, got {L}")
+def _check_lattice(where: str, L, maximum: int | None = None) -> int:
+    L = check_int(where, "L", L, 2)
     if maximum is not None and L > maximum:
         raise ValueError(
             f"{where}: expected L <= {maximum}, got {L}. The transfer matrix has 2^L states; "
             "use exact_energy_per_site for larger lattices"
         )
     return L
-
-
-def _check_temperature(where: str, T) -> float:
-    if isinstance(T, bool) or not isinstance(T, numbers.Real):
-        raise TypeError(f"{where}: expected a real temperature T, got {type(T).__name__}")
-    T = float(T)
-    if not (math.isfinite(T) and T > 0.0):
-        raise ValueError(f"{where}: expected a finite temperature T > 0, got {T}")
-    return T
 
 
 def _log_factor(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +73,8 @@ def exact_energy_per_site(L: int, T: float = T_C) -> float:
     >>> round(exact_energy_per_site(16), 10)
     -1.4530648528
     """
-    L = _check_lattice("exact_energy_per_site", L, 2)
-    T = _check_temperature("exact_energy_per_site", T)
+    L = _check_lattice("exact_energy_per_site", L)
+    T = check_real("exact_energy_per_site", "T", T, low=0)
     K = 1.0 / T
     s2, c2 = math.sinh(2 * K), math.cosh(2 * K)
     c = c2 * c2 / s2
@@ -154,8 +142,8 @@ def transfer_matrix_energy(L: int, T: float = T_C) -> float:
     >>> abs(transfer_matrix_energy(4) - exact_energy_per_site(4)) < 1e-12
     True
     """
-    L = _check_lattice("transfer_matrix_energy", L, 2, 12)
-    T = _check_temperature("transfer_matrix_energy", T)
+    L = _check_lattice("transfer_matrix_energy", L, maximum=12)
+    T = check_real("transfer_matrix_energy", "T", T, low=0)
     K = 1.0 / T
     states = np.arange(2**L)
     spins = 1 - 2 * ((states[:, None] >> np.arange(L)) & 1)  # (2^L, L) of +-1

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ising import _check_int
+from .._checks import check_int
 
 __all__ = ["digits_dataset"]
 
@@ -49,17 +49,11 @@ def _check_classes(where: str, classes) -> tuple[int, ...] | None:
         ) from None
     if not items:
         raise ValueError(f"{where}: expected at least one class in classes, got none")
-    out = []
-    for c in items:
-        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
-            raise TypeError(f"{where}: expected integer classes, got {type(c).__name__}")
-        if not 0 <= int(c) <= 9:
-            raise ValueError(f"{where}: expected classes in 0..9, got {int(c)}")
-        out.append(int(c))
-    return tuple(sorted(set(out)))
+    return tuple(sorted({check_int(where, "classes", c, 0, 9) for c in items}))
 
 
-def _check_dtype(where: str, dtype) -> torch.dtype:
+def check_float_dtype(where: str, dtype) -> torch.dtype:
+    """A floating-point ``torch.dtype`` (the image loaders' ``dtype`` option)."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"{where}: expected a floating-point torch.dtype, got {dtype!r}")
     return dtype
@@ -122,8 +116,8 @@ def digits_dataset(
     (torch.Size([357, 1, 8, 8]), [0, 7])
     """
     where = "digits_dataset"
-    size = _check_int(where, "size", size, 1)
-    padding = _check_int(where, "padding", padding, 0)
+    size = check_int(where, "size", size, 1)
+    padding = check_int(where, "padding", padding, 0)
     classes = _check_classes(where, classes)
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"{where}: expected mode in {_MODES}, got {mode!r}")
@@ -131,7 +125,7 @@ def digits_dataset(
         raise TypeError(
             f"{where}: expected a bool return_labels, got {type(return_labels).__name__}"
         )
-    dtype = _check_dtype(where, dtype)
+    dtype = check_float_dtype(where, dtype)
 
     raw, labels = _load_digits()
     if classes is not None:

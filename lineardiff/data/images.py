@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .digits import _check_dtype
-from .ising import _check_int
+from .._checks import check_int
+from .digits import check_float_dtype
 
 __all__ = ["image_folder_dataset"]
 
@@ -151,7 +151,7 @@ def image_folder_dataset(
     where = "image_folder_dataset"
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{where}: expected a str or os.PathLike path, got {type(path).__name__}")
-    size = _check_int(where, "size", size, 1)
+    size = check_int(where, "size", size, 1)
     if isinstance(channels, bool) or channels not in tuple(_CHANNELS):
         raise ValueError(f"{where}: expected channels in (3, 1, 'RGB', 'L'), got {channels!r}")
     mode = _CHANNELS[channels]
@@ -162,12 +162,10 @@ def image_folder_dataset(
         raise ValueError(f"{where}: expected fit in {_FITS}, got {fit!r}")
     if not isinstance(resample, str) or resample not in _RESAMPLE:
         raise ValueError(f"{where}: expected resample in {_RESAMPLE}, got {resample!r}")
-    background = _check_int(where, "background", background, 0)
-    if background > 255:
-        raise ValueError(f"{where}: expected background <= 255, got {background}")
+    background = check_int(where, "background", background, 0, 255)
     if not isinstance(return_paths, bool):
         raise TypeError(f"{where}: expected a bool return_paths, got {type(return_paths).__name__}")
-    dtype = _check_dtype(where, dtype)
+    dtype = check_float_dtype(where, dtype)
 
     folder = Path(path)
     if not folder.exists():

@@ -7,7 +7,6 @@ lattice, spins +-1, J = 1, at the critical temperature ``T_C = 2 / ln(1 + sqrt 2
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import tempfile
 import warnings
@@ -16,6 +15,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .._checks import check_int, check_real
 from ._exact import T_C
 
 __all__ = [
@@ -36,15 +36,6 @@ SAMPLER_VERSION = 1
 _SPACING = {16: 10, 32: 15, 64: 22, 128: 30}
 
 
-def _check_int(where: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: expected an integer {name}, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
-    return value
-
-
 def default_spacing(L: int) -> int:
     """Default number of Wolff cluster flips between saved configurations at size ``L``.
 
@@ -56,7 +47,7 @@ def default_spacing(L: int) -> int:
     >>> [default_spacing(L) for L in (8, 16, 32, 48, 128)]
     [7, 10, 15, 19, 30]
     """
-    L = _check_int("default_spacing", "L", L, 2)
+    L = check_int("default_spacing", "L", L, 2)
     if L in _SPACING:
         return _SPACING[L]
     return max(1, round(10 * (L / 16) ** 0.57))
@@ -205,19 +196,13 @@ def wolff_configurations(
     True
     """
     where = "wolff_configurations"
-    L = _check_int(where, "L", L, 2)
-    n = _check_int(where, "n", n, 1)
-    seed = _check_int(where, "seed", seed, 0)
-    chains = _check_int(where, "chains", chains, 1)
-    thermalize_sweeps = _check_int(where, "thermalize_sweeps", thermalize_sweeps, 0)
-    spacing = default_spacing(L) if spacing is None else _check_int(where, "spacing", spacing, 1)
-    if T is None:
-        T = T_C
-    elif isinstance(T, bool) or not isinstance(T, numbers.Real):
-        raise TypeError(f"{where}: expected a real temperature T or None, got {type(T).__name__}")
-    T = float(T)
-    if not (math.isfinite(T) and T > 0.0):
-        raise ValueError(f"{where}: expected a finite temperature T > 0, got {T}")
+    L = check_int(where, "L", L, 2)
+    n = check_int(where, "n", n, 1)
+    seed = check_int(where, "seed", seed, 0)
+    chains = check_int(where, "chains", chains, 1)
+    thermalize_sweeps = check_int(where, "thermalize_sweeps", thermalize_sweeps, 0)
+    spacing = default_spacing(L) if spacing is None else check_int(where, "spacing", spacing, 1)
+    T = T_C if T is None else check_real(where, "T", T, low=0)
 
     p_add = -math.expm1(-2.0 / T)
     # p_add * 2^64 as an integer threshold; p_add < 1 for T > 0 but may round to 2^64 in float
@@ -352,9 +337,9 @@ def ising_dataset(
     ``RuntimeWarning``.
     """
     where = "ising_dataset"
-    L = _check_int(where, "L", L, 2)
-    n = _check_int(where, "n", n, 1)
-    seed = _check_int(where, "seed", seed, 0)
+    L = check_int(where, "L", L, 2)
+    n = check_int(where, "n", n, 1)
+    seed = check_int(where, "seed", seed, 0)
     folder = _default_cache_dir() if cache_dir is None else Path(cache_dir)
     path = _cache_path(folder, L, n, seed)
     if path.exists():

@@ -3,28 +3,24 @@ FID and KID for image data."""
 
 from ._blocks import block_consistency, majority_blocks
 from ._curves import (
+    CURVES,
     CurveEstimate,
     HotellingResult,
     curve_estimates,
     hotelling,
     hotelling_statistic,
 )
-from ._fid import (
+from ._features import compute_features
+from ._fid import feature_statistics, fid, frechet_distance
+from ._fid_kid import FIDKIDResult, fid_kid
+from ._inception import (
     INCEPTION_INPUT_RANGE,
     INCEPTION_INPUT_SIZE,
     FeatureExtractor,
-    FIDKIDResult,
-    KIDResult,
-    compute_features,
-    feature_statistics,
-    fid,
-    fid_kid,
-    frechet_distance,
-    kid,
     load_inception,
 )
+from ._kid import KIDResult, kid
 from .ising import (
-    CURVES,
     SCALARS,
     binarize,
     block_binder,

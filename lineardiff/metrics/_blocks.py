@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .._checks import check_int
 
 __all__ = ["block_consistency", "majority_blocks"]
 
@@ -25,9 +25,7 @@ def _configs(where: str, x) -> np.ndarray:
     return np.where(a >= 0, 1, -1).astype(np.int64)
 
 
-def _block_sums(s: np.ndarray, b: int, where: str) -> np.ndarray:
-    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
-        raise ValueError(f"{where}: expected a block size b >= 1, got {b!r}")
+def _block_sums(where: str, s: np.ndarray, b: int) -> np.ndarray:
     n, L, _ = s.shape
     if L % b:
         raise ValueError(f"{where}: expected a block size dividing L = {L}, got {b}")
@@ -57,7 +55,9 @@ def majority_blocks(configs, b: int = 2, *, seed: int = 0) -> np.ndarray:
     [[1, -1], [1, 1]]
     """
     where = "majority_blocks"
-    sums = _block_sums(_configs(where, configs), b, where)
+    b = check_int(where, "b", b, 1)
+    seed = check_int(where, "seed", seed, 0)
+    sums = _block_sums(where, _configs(where, configs), b)
     ties = np.random.default_rng(seed).choice(np.array([-1, 1]), size=sums.shape)
     return np.where(sums > 0, 1, np.where(sums < 0, -1, ties)).astype(np.int8)
 
@@ -88,12 +88,13 @@ def block_consistency(outputs, coarse, b: int = 2) -> dict[str, float]:
     1.0
     """
     where = "block_consistency"
+    b = check_int(where, "b", b, 1)
     s = _configs(where, outputs)
     c = _configs(where, coarse)
     if s.shape[0] != c.shape[0] or s.shape[-1] != b * c.shape[-1]:
         raise ValueError(f"{where}: expected coarse of shape (n, L / {b}, L / {b}) for outputs "
                          f"{s.shape}, got {c.shape}")
-    sums = _block_sums(s, b, where)
+    sums = _block_sums(where, s, b)
     tied = sums == 0
     agree = (np.sign(sums) == c) & ~tied
     n_untied = int((~tied).sum())

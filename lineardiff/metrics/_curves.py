@@ -16,15 +16,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as _stats
 
-from .ising import CURVES, _check_int, _min_image_radius, _spins
+from .._checks import check_int, check_real
+from ._lattice import as_spins, min_image_radius
 
 __all__ = [
+    "CURVES",
     "CurveEstimate",
     "HotellingResult",
     "curve_estimates",
     "hotelling",
     "hotelling_statistic",
 ]
+
+#: Names of the curves tested by :func:`~lineardiff.metrics.compare` (see :func:`curve_estimates`).
+CURVES = ("G", "S", "G4c", "U_b")
 
 # design/ISING.md, "Comparing a sample set with Monte Carlo": every curve needs Hotelling p > 1e-3.
 _P_MIN = 1e-3
@@ -130,7 +135,7 @@ def _default_bs(L: int) -> list[int]:
     return out if out and out[-1] == L else [*out, L]
 
 
-def _check_curves(where: str, curves) -> tuple[str, ...]:
+def check_curves(where: str, curves) -> tuple[str, ...]:
     if isinstance(curves, str) or not isinstance(curves, Sequence):
         raise TypeError(
             f"{where}: expected curves as a sequence of names from {CURVES}, "
@@ -150,7 +155,7 @@ def _check_sizes(where: str, name: str, values, L: int, default: list[int]) -> l
         raise ValueError(f"{where}: expected at least one {name}, got none")
     out = []
     for v in values:
-        v = _check_int(where, name, v, 1)
+        v = check_int(where, name, v, 1)
         if name == "l" and v >= L:
             raise ValueError(f"{where}: expected every l in 1 .. {L - 1}, got {v}")
         if name == "b" and L % v:
@@ -171,7 +176,7 @@ def _spectral_kernel(L: int, ls: list[int]) -> np.ndarray:
     half = L // 2 + 1
     mult = np.ones(half)
     mult[1 : (L - 1) // 2 + 1] = 2.0
-    radius = _min_image_radius(L)  # of displacements d and of wave-vector indices j alike
+    radius = min_image_radius(L)  # of displacements d and of wave-vector indices j alike
     cols = []
     for r in range(1, L // 2 + 1):  # G: bin average of C2 = N^-2 sum_q P(q) Re FFT(bin)(q) / count
         mask = (radius >= r - 0.5) & (radius < r + 0.5)
@@ -281,8 +286,8 @@ def curve_estimates(
     ([2, 4, 8], (3, 3))
     """
     where = "curve_estimates"
-    curves = _check_curves(where, curves)
-    s = _spins(where, configs)
+    curves = check_curves(where, curves)
+    s = as_spins(where, configs)
     L = s.shape[-1]
     ls = _check_sizes(where, "l", ls, L, _default_ls(L))
     bs = _check_sizes(where, "b", bs, L, _default_bs(L))
@@ -375,8 +380,7 @@ def hotelling_statistic(diff, cov, *, x=None, atol: float = 0.0) -> HotellingRes
     x = np.arange(p) if x is None else np.asarray(x)
     if x.shape != (p,):
         raise ValueError(f"{where}: expected x of shape {(p,)}, got {x.shape}")
-    if not (isinstance(atol, numbers.Real) and math.isfinite(atol) and atol >= 0):
-        raise ValueError(f"{where}: expected a finite atol >= 0, got {atol!r}")
+    atol = check_real(where, "atol", atol, low=0, open_low=False)
     se = np.sqrt(np.clip(np.diag(C), 0.0, None))
     if not (np.all(np.isfinite(d)) and np.all(np.isfinite(C))):
         nan = math.nan
@@ -443,9 +447,9 @@ def hotelling(
     (['G', 'G4c', 'S', 'U_b'], 4)
     """
     where = "hotelling"
-    curves = _check_curves(where, curves)
-    sa = _spins(f"{where} (a)", a)
-    sb = _spins(f"{where} (b)", b)
+    curves = check_curves(where, curves)
+    sa = as_spins(f"{where} (a)", a)
+    sb = as_spins(f"{where} (b)", b)
     La, Lb = sa.shape[-1], sb.shape[-1]
     if La != Lb:
         raise ValueError(f"{where}: expected a and b at the same L, got L = {La} and L = {Lb}")
@@ -454,7 +458,7 @@ def hotelling(
     return {name: _difference(ea[name], eb[name]) for name in curves}
 
 
-def _compare_curves(sa: np.ndarray, sb: np.ndarray, curves) -> tuple[dict, list[str]]:
+def compare_curves(sa: np.ndarray, sb: np.ndarray, curves) -> tuple[dict, list[str]]:
     """The ``"curves"`` entry of :func:`compare` and its failures (p > 1e-3 for every curve)."""
     results = hotelling(sa, sb, curves=curves)
     entry, failures = {}, []

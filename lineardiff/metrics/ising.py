@@ -13,7 +13,10 @@ import numbers
 import numpy as np
 from scipy import stats as _stats
 
-from lineardiff.data import T_C, energy_per_site, magnetization
+from .._checks import check_int
+from ..data import T_C, energy_per_site, magnetization
+from ._curves import CURVES, check_curves, compare_curves
+from ._lattice import as_numeric, as_spins, min_image_radius
 
 __all__ = [
     "CURVES",
@@ -31,8 +34,6 @@ __all__ = [
 
 #: Names of the scalars returned by :func:`summary` and compared by :func:`compare`.
 SCALARS = ("e", "abs_m", "m", "m2", "m4", "U", "chi", "C", "seam")
-#: Names of the curves tested by :func:`compare` (see :func:`curve_estimates`).
-CURVES = ("G", "S", "G4c", "U_b")
 
 # design/ISING.md, "Comparing a sample set with Monte Carlo": thresholds at n = 10,000 vs 10,000.
 _Z_MAX = 3.5
@@ -41,42 +42,6 @@ _W1_REFERENCE_N = 10_000
 
 # Bound on the number of gathered elements per bootstrap chunk (memory, not accuracy).
 _BOOT_CHUNK_ELEMENTS = 1 << 22
-
-
-def _to_numpy(where: str, x) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensors, on any device
-        x = x.detach().cpu().numpy()
-    try:
-        x = np.asarray(x)
-    except Exception as err:  # pragma: no cover - exotic inputs
-        raise TypeError(f"{where}: expected an array, got {type(x).__name__}") from err
-    if x.dtype == object or not (
-        np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)
-    ):
-        raise TypeError(f"{where}: expected a real numeric array, got dtype {x.dtype}")
-    if np.iscomplexobj(x):
-        raise TypeError(f"{where}: expected a real numeric array, got dtype {x.dtype}")
-    return x
-
-
-def _spins(where: str, configs, *, min_n: int = 1) -> np.ndarray:
-    """Validate ``(n, L, L)`` and return +-1 spins as float64 (sign, ties to +1)."""
-    x = _to_numpy(where, configs)
-    if x.ndim != 3 or x.shape[-1] != x.shape[-2] or x.shape[-1] < 2:
-        raise ValueError(f"{where}: expected configs of shape (n, L, L) with L >= 2, got {x.shape}")
-    if x.shape[0] < min_n:
-        raise ValueError(f"{where}: expected at least {min_n} configurations, got {x.shape[0]}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{where}: expected finite values, got NaN or inf")
-    return np.where(x >= 0, 1.0, -1.0)
-
-
-def _check_int(where: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: expected an integer {name}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
-    return int(value)
 
 
 def binarize(x) -> tuple[np.ndarray, float]:
@@ -100,7 +65,7 @@ def binarize(x) -> tuple[np.ndarray, float]:
     >>> s.tolist(), soft
     ([1, -1, 1, -1], 0.5)
     """
-    a = _to_numpy("binarize", x)
+    a = as_numeric("binarize", x)
     if not np.all(np.isfinite(a)):
         raise ValueError("binarize: expected finite values, got NaN or inf")
     spins = np.where(a >= 0, 1, -1).astype(np.int8)
@@ -133,16 +98,10 @@ def two_point(configs) -> np.ndarray:
     >>> bool(np.allclose(c, 1.0))
     True
     """
-    s = _spins("two_point", configs)
+    s = as_spins("two_point", configs)
     L = s.shape[-1]
     power = np.abs(np.fft.rfft2(s)) ** 2
     return np.fft.irfft2(power.mean(axis=0), s=(L, L)) / (L * L)
-
-
-def _min_image_radius(L: int) -> np.ndarray:
-    d = np.arange(L)
-    d = np.minimum(d, L - d)
-    return np.hypot(d[:, None], d[None, :])
 
 
 def _radial_bins(values: np.ndarray, radius: np.ndarray, rmax: int, rmin: int) -> np.ndarray:
@@ -176,11 +135,11 @@ def radial_correlation(configs) -> tuple[np.ndarray, np.ndarray]:
     >>> r.tolist(), bool(np.allclose(g, 1.0))
     ([1, 2, 3, 4], True)
     """
-    s = _spins("radial_correlation", configs)
+    s = as_spins("radial_correlation", configs)
     L = s.shape[-1]
     c2 = two_point(s)
     r = np.arange(1, L // 2 + 1)
-    return r, _radial_bins(c2, _min_image_radius(L), L // 2, 1)
+    return r, _radial_bins(c2, min_image_radius(L), L // 2, 1)
 
 
 def structure_factor(configs) -> tuple[np.ndarray, np.ndarray]:
@@ -205,11 +164,11 @@ def structure_factor(configs) -> tuple[np.ndarray, np.ndarray]:
     >>> S.tolist()
     [16.0, 0.0, 0.0]
     """
-    s = _spins("structure_factor", configs)
+    s = as_spins("structure_factor", configs)
     L = s.shape[-1]
     power = (np.abs(np.fft.fft2(s)) ** 2).mean(axis=0) / (L * L)
     j = np.arange(L // 2 + 1)
-    return 2 * np.pi * j / L, _radial_bins(power, _min_image_radius(L), L // 2, 0)
+    return 2 * np.pi * j / L, _radial_bins(power, min_image_radius(L), L // 2, 0)
 
 
 def _shift_mean(a: np.ndarray, b: np.ndarray) -> float:
@@ -243,12 +202,12 @@ def four_point_connected(configs, ls) -> np.ndarray:
     [-2.0, -2.0]
     """
     where = "four_point_connected"
-    s = _spins(where, configs)
+    s = as_spins(where, configs)
     L = s.shape[-1]
     ls_list = [ls] if isinstance(ls, numbers.Integral) else list(ls)
     out = np.empty(len(ls_list))
     for i, l in enumerate(ls_list):
-        l = _check_int(where, "l", l, 1)
+        l = check_int(where, "l", l, 1)
         if l >= L:
             raise ValueError(f"{where}: expected every l in 1 .. {L - 1}, got {l}")
         a = s
@@ -285,9 +244,9 @@ def block_binder(configs, b: int) -> float:
     0.666667
     """
     where = "block_binder"
-    s = _spins(where, configs)
+    s = as_spins(where, configs)
     L = s.shape[-1]
-    b = _check_int(where, "b", b, 1)
+    b = check_int(where, "b", b, 1)
     if L % b:
         raise ValueError(f"{where}: expected a block size b dividing L = {L}, got {b}")
     n = s.shape[0]
@@ -319,7 +278,7 @@ def seam_energy(configs) -> np.ndarray:
     >>> seam_energy(x).tolist()
     [0.0]
     """
-    s = _spins("seam_energy", configs)
+    s = as_spins("seam_energy", configs)
     horizontal = s[:, :, -1] * s[:, :, 0]
     vertical = s[:, -1, :] * s[:, 0, :]
     # 0.0 - x maps the -0.0 of a half-broken seam to 0.0
@@ -327,7 +286,7 @@ def seam_energy(configs) -> np.ndarray:
 
 
 def _per_config(where: str, configs, min_n: int) -> dict[str, np.ndarray | int]:
-    s = _spins(where, configs, min_n=min_n)
+    s = as_spins(where, configs, min_n=min_n)
     return {
         "e": energy_per_site(s),
         "m": magnetization(s),
@@ -399,8 +358,8 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
     ({'value': -2.0, 'se': 0.0}, 0.6666666666666667)
     """
     where = "summary"
-    n_boot = _check_int(where, "n_boot", n_boot, 2)
-    seed = _check_int(where, "seed", seed, 0)
+    n_boot = check_int(where, "n_boot", n_boot, 2)
+    seed = check_int(where, "seed", seed, 0)
     obs = _per_config(where, configs, min_n=2)
     value = _scalars(obs["e"], obs["m"], obs["seam"], obs["N"])
     reps = _bootstrap(obs, n_boot, np.random.default_rng(seed))
@@ -450,15 +409,12 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
     >>> out["passes"], out["scalars"]["e"]["z"], out["curves"]["G"]["pvalue"]
     (True, 0.0, 1.0)
     """
-    # _curves builds on this module's helpers, so it is imported here, not at the top
-    from ._curves import _check_curves, _compare_curves
-
     where = "compare"
-    n_boot = _check_int(where, "n_boot", n_boot, 2)
-    seed = _check_int(where, "seed", seed, 0)
-    curves = _check_curves(where, curves)
-    s_a = _spins(f"{where} (a)", a, min_n=2)
-    s_b = _spins(f"{where} (b)", b, min_n=2)
+    n_boot = check_int(where, "n_boot", n_boot, 2)
+    seed = check_int(where, "seed", seed, 0)
+    curves = check_curves(where, curves)
+    s_a = as_spins(f"{where} (a)", a, min_n=2)
+    s_b = as_spins(f"{where} (b)", b, min_n=2)
     obs_a = _per_config(where, s_a, min_n=2)
     obs_b = _per_config(where, s_b, min_n=2)
     if obs_a["N"] != obs_b["N"]:
@@ -502,7 +458,7 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
         }
         if not w1 < w1_max:
             failures.append(f"{k} histogram: W1 = {w1:.4g}, expected < {w1_max:.4g}")
-    curve_entry, curve_failures = _compare_curves(s_a, s_b, curves)
+    curve_entry, curve_failures = compare_curves(s_a, s_b, curves)
     failures += curve_failures
     return {
         "scalars": scalars,

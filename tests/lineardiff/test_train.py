@@ -65,7 +65,7 @@ def test_errors(tmp_path):
         train(net, p, torch.zeros(4, 1, 4, 4), TrainConfig(steps=1), progress=False)
     with pytest.raises(ValueError, match=r"train: expected finite data"):
         train(net, p, torch.full((4, 1, 8, 8), float("nan")), TrainConfig(steps=1), progress=False)
-    with pytest.raises(ValueError, match=r"TrainConfig: expected lr as a finite number in \(0, inf\), got -1.0"):
+    with pytest.raises(ValueError, match=r"TrainConfig: expected lr in \(0, inf\), got -1.0"):
         TrainConfig(steps=1, lr=-1)
     path = tmp_path / "c.safetensors"
     train(net, p, _data(), TrainConfig(steps=1, batch_size=2), checkpoint=path, progress=False)

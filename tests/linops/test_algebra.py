@@ -110,9 +110,11 @@ def test_shape_mismatch_messages():
         R + linops.Identity((8, 8))
 
 
-def test_matmul_with_tensor_applies_and_unsupported_operands():
+def test_matmul_with_tensor_is_refused_and_unsupported_operands():
     D = linops.Diagonal(torch.tensor([2.0, 3.0]))
-    torch.testing.assert_close(D @ torch.ones(2), torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(D(torch.ones(2)), torch.tensor([2.0, 3.0]))
+    with pytest.raises(TypeError, match=r"use|A.apply\(x\)"):
+        D @ torch.ones(2)
     with pytest.raises(TypeError):
         D + 1.0
     with pytest.raises(TypeError):

@@ -65,3 +65,16 @@ def test_result_keeps_device_and_dtype():
 def test_operator_call_is_apply():
     D = linops.Diagonal(torch.tensor([1.0, -1.0]))
     torch.testing.assert_close(D(torch.ones(2)), torch.tensor([1.0, -1.0]))
+
+
+def test_matmul_composes_operators_and_refuses_tensors():
+    A = linops.Dense(torch.arange(9.0).reshape(3, 3))
+    x = torch.randn(3, 3)
+    # the batch convention applies A to the rows of x; torch's A @ x would act on columns
+    torch.testing.assert_close(A.apply(x), x @ A.matrix.T)
+    torch.testing.assert_close(A(x), A.apply(x))
+    with pytest.raises(TypeError, match=r"Dense @ Tensor: expected a LinearOperator on the right of @.*A.apply\(x\) or A\(x\)"):
+        A @ x
+    with pytest.raises(TypeError, match=r"Tensor @ Dense: expected LinearOperators on both sides of @"):
+        x @ A
+    assert isinstance(A @ A, linops.Composed)
