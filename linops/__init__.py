@@ -21,6 +21,7 @@ from ._lanczos import clear_workspace
 from ._pinv import pinv
 from ._resize import Resize
 from ._scipy import as_scipy
+from ._solve import SolveResult, cg, lsqr, minres, solve
 from ._spectral import PowerIterationResult, lambda_max, spectral_norm
 from ._spectral_bounds import SpectralBounds, spectral_bounds
 
@@ -43,9 +44,11 @@ __all__ = [
     "Resize",
     "Scaled",
     "ScaledIdentity",
+    "SolveResult",
     "SpectralBounds",
     "Sum",
     "as_scipy",
+    "cg",
     "dct",
     "dct2",
     "expm",
@@ -60,6 +63,9 @@ __all__ = [
     "lanczos_step",
     "pinv",
     "logm",
+    "lsqr",
+    "minres",
+    "solve",
     "spectral_bounds",
     "spectral_norm",
     "sqrtm",
