@@ -90,7 +90,7 @@ class ScaleSpaceDiffusion(LinearDiffusion):
     Notes
     -----
     The resolution schedules are defined on code timesteps ``0..T-1``
-    (DESIGN.md: with 4 levels at 64 px, ``[0, 437] -> 64``, ...); state ``x_t``
+    (the SSD paper's schedule: with 4 levels at 64 px, ``[0, 437] -> 64``, ...); state ``x_t``
     (``t = 1..T``) has the resolution of code timestep ``t - 1`` and ``x_0`` the
     finest one.
 

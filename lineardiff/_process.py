@@ -126,15 +126,18 @@ class DiffusionProcess:
 
     @property
     def default_prediction(self) -> str:
-        """What a network learns by default: ``"signal"`` (the clean image carried to the next
-        state, needed when the shape changes) or ``"eps"`` (the noise)."""
+        """What a network learns by default, ``"signal"`` or ``"eps"``.
+
+        ``"signal"`` (the clean image carried to the next state) is needed when the shape
+        changes; the others predict the noise."""
         return "signal" if self.changes_shape else "eps"
 
     @property
     def sr_sizes(self) -> tuple[int, ...] | None:
-        """Input widths super-resolution can enter at: ``()`` none (the default), a tuple of
-        sizes (SSD: its coarser levels) or ``None`` for any width up to ``shape_at(0)``
-        (SKILD)."""
+        """Input widths super-resolution can enter at.
+
+        ``()`` none (the default), a tuple of sizes (SSD: its coarser levels) or ``None``
+        for any width up to ``shape_at(0)`` (SKILD)."""
         return ()
 
     def signal_target(self, x0: torch.Tensor, t: int) -> torch.Tensor:
@@ -200,7 +203,7 @@ class LinearDiffusion(DiffusionProcess):
     times a base operator that may change the shape, e.g. a resize), and marginals
     ``x_t = A_t x_0 + sigma_t eps``, ``A_t = M_t ... M_1``. DDPM, Blurring Diffusion in
     pixel space and Scale Space Diffusion are choices of ``c_t``, ``B_t`` and
-    ``sigma_t`` (DESIGN.md section 0).
+    ``sigma_t`` (docs/processes.rst).
 
     Parameters
     ----------

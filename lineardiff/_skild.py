@@ -73,7 +73,7 @@ class SKILD(DiffusionProcess):
         ``lambda(t) = t 10^(lambda_i + (lambda_f - lambda_i) t)`` (the authors' ablation,
         with ``lambda_i = -3.75``, ``lambda_f = -2.0``, ``k_c = 31.2`` there).
     k_c, theta : float, default 3.0, 5.0
-        The generation configuration of the paper's code (DESIGN.md).
+        The generation configuration of the paper's code.
     lambda_f : float, optional
         Default 1.57 (linear) or -2.0 (log-linear).
     lambda_i : float, optional
@@ -229,12 +229,12 @@ class SKILD(DiffusionProcess):
     # --------------------------------------------------------- capabilities
     @property
     def default_prediction(self) -> str:
-        """``"eps"``: SKILD's network predicts the noise."""
+        """SKILD's network predicts the noise, ``"eps"``."""
         return "eps"
 
     @property
     def sr_sizes(self) -> None:
-        """``None``: any input width up to ``W`` (non-integer factors included)."""
+        """Any input width up to ``W``, non-integer factors included (``None``)."""
         return None
 
     def signal_target(self, x0: torch.Tensor, t: int) -> torch.Tensor:

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score a model against exact physics (Ising observables vs Monte Carlo)",
-        description="Evaluate an Ising model against fresh Monte Carlo (design/ISING.md): "
+        description="Evaluate an Ising model against fresh Monte Carlo (docs/ising.rst): "
         "'generation' at the training size, or 'upscale' (majority-rule block spins of "
         "held-out Monte Carlo, super-resolved by --factor; for SKILD non-integer factors "
         "take the lowest DCT modes instead). Writes report.json, report.md and figures "
@@ -357,7 +357,7 @@ def _run(args, argv) -> int:
             md += [f"Block consistency: {json.dumps(report['block_consistency'])}", ""]
         write_text(out / "report.md", "\n".join(md))
         verdict = "passes" if report["comparison"]["passes"] else "fails"
-        print(f"report: {out / 'report.md'} ({verdict} the ISING.md rule)")
+        print(f"report: {out / 'report.md'} ({verdict} the pass rule of docs/ising.rst)")
         return 0
     raise AssertionError(args.command)  # pragma: no cover - argparse restricts the choices
 

@@ -2,7 +2,7 @@
 
 Generates critical Ising configurations at L = 32, super-resolves majority-rule 16x16 block
 spins of held-out Monte Carlo to 32x32, scores both against freshly sampled Monte Carlo with
-the observables of design/ISING.md, and writes ``report.md``, ``report.json`` and figures.
+the observables of docs/ising.rst, and writes ``report.md``, ``report.json`` and figures.
 """
 
 from __future__ import annotations

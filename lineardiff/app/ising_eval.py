@@ -1,4 +1,4 @@
-"""Ising evaluations of a trained model against fresh Monte Carlo (design/ISING.md).
+"""Ising evaluations of a trained model against fresh Monte Carlo (docs/ising.rst).
 
 Each evaluation returns a JSON-able report (settings, seeds, wall time, observables, the
 comparison of :func:`lineardiff.metrics.compare` and its pass/fail verdict) and can draw its
@@ -162,7 +162,7 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True) -> dict:
-    """Super-resolution of held-out Monte Carlo reduced by ``factor`` (ISING.md protocol).
+    """Super-resolution of held-out Monte Carlo reduced by ``factor`` (the super-resolution protocol of docs/ising.rst).
 
     For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
     (random tie-breaks) of held-out L = size configurations, scaled by

@@ -88,7 +88,7 @@ def comparison_table(comparison: dict) -> str:
             rows.append(f"| {k} | {_fmt(c['chi2'], 4)} | {c['dof']} | {_fmt(c['pvalue'], 3)} | "
                         f"{_fmt(c['max_dev'], 3)} |")
     verdict = "**passes**" if comparison["passes"] else "**fails**"
-    rows += ["", f"Pass rule of ISING.md (thresholds scaled to the sample sizes): {verdict}."]
+    rows += ["", f"Pass rule of docs/ising.rst (thresholds scaled to the sample sizes): {verdict}."]
     if comparison["failures"]:
         rows += [""] + [f"- {f}" for f in comparison["failures"]]
     return "\n".join(rows)

@@ -116,7 +116,7 @@ def _runs(levels):
 
 
 def test_convex_decay_design_boundaries():
-    # DESIGN.md section 2, 4 levels at 64 px, T = 1000
+    # the SSD paper's schedule, 4 levels at 64 px, T = 1000
     lv = convex_decay_levels(1000, 4)
     assert lv.dtype == torch.long and lv.shape == (1000,)
     assert _runs(lv) == [(3, 0, 437), (2, 438, 749), (1, 750, 936), (0, 937, 999)]

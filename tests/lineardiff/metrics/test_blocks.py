@@ -1,7 +1,10 @@
-"""Majority-rule block spins and block consistency (the SR protocol of design/ISING.md)."""
+"""Majority-rule block spins and block consistency.
+
+Protocol and reference values: docs/ising.rst, "Super-resolution protocol".
+"""
 
 import numpy as np
-import pytest
+from error_tables import raises_test
 
 from lineardiff.data import wolff_configurations
 from lineardiff.metrics import block_consistency, majority_blocks
@@ -24,9 +27,9 @@ def test_majority_is_the_sign_of_block_sums_and_ties_are_fair_coins():
 
 
 def test_monte_carlo_block_statistics_match_ising_md():
-    # design/ISING.md: for a +1 block of critical L = 32 Monte Carlo, P(4 up) = 0.717,
-    # P(3 up) = 0.200, P(tie) = 0.083. With 400 x 256 blocks (correlated within a
-    # configuration) the fractions are known to ~0.003; allow 0.01.
+    # docs/ising.rst, "Super-resolution protocol": for a +1 block of critical L = 32 Monte
+    # Carlo, P(4 up) = 0.717, P(3 up) = 0.200, P(tie) = 0.083. With 400 x 256 blocks
+    # (correlated within a configuration) the fractions are known to ~0.003; allow 0.01.
     x = wolff_configurations(32, 400, seed=5)
     coarse = majority_blocks(x, 2, seed=0)
     out = block_consistency(x, coarse)
@@ -42,16 +45,43 @@ def test_block_consistency_counts_disagreements():
     assert out == {"consistency": 0.75, "tied": 0.0, "full_agreement": 0.75}
 
 
-@pytest.mark.parametrize(
-    "call, match",
+test_errors_name_the_problem = raises_test(
     [
-        (lambda: majority_blocks(np.ones((2, 6, 6)), 4), "expected a block size dividing L = 6, got 4"),
-        (lambda: majority_blocks(np.ones((2, 6, 5)), 2), r"expected configs of shape \(n, L, L\)"),
-        (lambda: majority_blocks(np.full((1, 4, 4), np.nan)), "expected finite values"),
-        (lambda: majority_blocks(np.ones((1, 4, 4)), 0), "expected a block size b >= 1, got 0"),
-        (lambda: block_consistency(np.ones((2, 4, 4)), np.ones((2, 3, 3))), r"expected coarse of shape \(n, L / 2, L / 2\)"),
-    ],
+        (
+            lambda: majority_blocks(np.ones((2, 6, 6)), 4),
+            ValueError,
+            "majority_blocks: expected a block size dividing L = 6, got 4",
+        ),
+        (
+            lambda: majority_blocks(np.ones((2, 6, 5)), 2),
+            ValueError,
+            r"majority_blocks: expected configs of shape \(n, L, L\)",
+        ),
+        (
+            lambda: majority_blocks(np.full((1, 4, 4), np.nan)),
+            ValueError,
+            "majority_blocks: expected finite values",
+        ),
+        (lambda: majority_blocks(np.ones((1, 4, 4)), 0), ValueError, "majority_blocks: expected b >= 1, got 0"),
+        (
+            lambda: majority_blocks(np.ones((1, 4, 4)), 2.0),
+            TypeError,
+            "majority_blocks: expected b as an int, got 2.0",
+        ),
+        (
+            lambda: majority_blocks(np.ones((1, 4, 4)), seed=-1),
+            ValueError,
+            "majority_blocks: expected seed >= 0, got -1",
+        ),
+        (
+            lambda: block_consistency(np.ones((2, 4, 4)), np.ones((2, 3, 3))),
+            ValueError,
+            r"block_consistency: expected coarse of shape \(n, L / 2, L / 2\)",
+        ),
+        (
+            lambda: block_consistency(np.ones((2, 4, 4)), np.ones((2, 2, 2)), b="2"),
+            TypeError,
+            "block_consistency: expected b as an int, got '2'",
+        ),
+    ]
 )
-def test_errors_name_the_problem(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()

@@ -4,13 +4,14 @@ Independent routes: curve values against the public observables (radial_correlat
 structure_factor, four_point_connected, block_binder); covariances against per-configuration
 curves, leave-one-out recomputation and the bootstrap; the Hotelling statistic against Gaussian
 draws from a chosen covariance and against independent Monte Carlo sets; failing ensembles and
-the G4c reference values of design/ISING.md. Fixed seeds throughout.
+the G4c reference values of docs/ising.rst ("Observables"). Fixed seeds throughout.
 """
 
 import math
 
 import numpy as np
 import pytest
+from error_tables import raises_test
 from scipy import ndimage, stats
 
 from lineardiff.data import wolff_configurations
@@ -27,10 +28,10 @@ from lineardiff.metrics import (
     summary,
 )
 
-# design/ISING.md, "Observables": G4c(l) at L = 64 (Monte Carlo), quoted to 4 decimals.
+# docs/ising.rst, "Observables": G4c(l) at L = 64 (Monte Carlo), quoted to 4 decimals.
 G4C_REFERENCE_64 = {1: -0.8282, 2: -0.6041, 4: -0.4456, 8: -0.3417, 16: -0.2812, 32: -0.2590}
 
-# design/ISING.md pass rule: Hotelling p > 1e-3 for every curve.
+# docs/ising.rst, "The pass rule": Hotelling p > 1e-3 for every curve.
 P_MIN = 1e-3
 
 
@@ -286,9 +287,10 @@ def test_blurred_critical_set_fails():
 
 
 def test_g4c_reference_at_l64():
-    # design/ISING.md's G4c at L = 64 within 3 combined s.e. (ours from the influence functions
-    # on 5000 configurations, about 0.001 .. 0.004; the reference's rounding to 4 decimals,
-    # 5e-5 / sqrt(3) as a uniform error; its Monte Carlo s.e. is not quoted and taken as 0).
+    # docs/ising.rst ("Observables"): G4c at L = 64 within 3 combined s.e. (ours from the
+    # influence functions on 5000 configurations, about 0.001 .. 0.004; the reference's
+    # rounding to 4 decimals, 5e-5 / sqrt(3) as a uniform error; its Monte Carlo s.e. is not
+    # quoted and taken as 0).
     x = wolff_configurations(64, 5000, seed=17)
     est = curve_estimates(x, curves=("G4c",))["G4c"]
     assert est.x.tolist() == list(G4C_REFERENCE_64)
@@ -300,8 +302,7 @@ def test_g4c_reference_at_l64():
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize(
-    ("call", "exc", "match"),
+test_errors = raises_test(
     [
         (
             lambda: curve_estimates(np.ones((2, 8, 8)), curves="G"),
@@ -331,7 +332,7 @@ def test_g4c_reference_at_l64():
         (
             lambda: curve_estimates(np.ones((2, 8, 8)), bs=[2.0]),
             TypeError,
-            "curve_estimates: expected an integer b, got float",
+            "curve_estimates: expected b as an int, got 2.0",
         ),
         (
             lambda: curve_estimates(np.ones((8, 8))),
@@ -366,15 +367,17 @@ def test_g4c_reference_at_l64():
         (
             lambda: hotelling_statistic(np.ones(2), np.eye(2), atol=-1.0),
             ValueError,
-            "hotelling_statistic: expected a finite atol >= 0, got -1.0",
+            r"hotelling_statistic: expected atol in \[0, inf\), got -1.0",
         ),
         (
             lambda: compare(np.ones((2, 4, 4)), np.ones((2, 4, 4)), curves=("G", "X")),
             ValueError,
             "compare: expected curve names from .*, got 'X'",
         ),
-    ],
+        (
+            lambda: hotelling_statistic(np.ones(2), np.eye(2), atol="0"),
+            TypeError,
+            "hotelling_statistic: expected atol as a real number, got '0'",
+        ),
+    ]
 )
-def test_errors(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()

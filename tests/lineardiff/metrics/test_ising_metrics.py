@@ -1,7 +1,8 @@
 """Tests for the Ising observables and the bootstrap comparison (lineardiff.metrics).
 
 Expected values come from hand-made configurations with values derived by hand (stated inline),
-direct O(N^2) loops, identities between observables, or design/ISING.md's Monte Carlo references.
+direct O(N^2) loops, identities between observables, or the Monte Carlo references of
+docs/ising.rst ("Exact values to validate the sampler").
 Statistical tests use fixed seeds.
 """
 
@@ -9,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from error_tables import raises_test
 
 from lineardiff.data import T_C, energy_per_site, magnetization, wolff_configurations
 from lineardiff.metrics import (
@@ -25,7 +27,7 @@ from lineardiff.metrics import (
     two_point,
 )
 
-# design/ISING.md, "Exact values to validate the sampler" (Monte Carlo, value and s.e.)
+# docs/ising.rst, "Exact values to validate the sampler" (Monte Carlo, value and s.e.)
 MC_BINDER_16 = (0.61146, 0.00005)
 MC_ABS_M_16 = (0.7135, 0.0001)
 
@@ -266,8 +268,7 @@ def test_compare_is_reproducible_and_antisymmetric():
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize(
-    ("call", "exc", "match"),
+test_errors = raises_test(
     [
         (
             lambda: two_point(np.ones((4, 4))),
@@ -293,7 +294,7 @@ def test_compare_is_reproducible_and_antisymmetric():
         (
             lambda: summary(np.ones((2, 4, 4)), seed=1.5),
             TypeError,
-            "summary: expected an integer seed, got float",
+            "summary: expected seed as an int, got 1.5",
         ),
         (
             lambda: block_binder(np.ones((2, 6, 6)), 4),
@@ -311,11 +312,18 @@ def test_compare_is_reproducible_and_antisymmetric():
             "compare: expected a and b at the same L, got L = 4 and L = 6",
         ),
         (lambda: binarize(np.array(["a"])), TypeError, "binarize: expected a real numeric array"),
-    ],
+        (
+            lambda: four_point_connected(np.ones((2, 4, 4)), [1.0]),
+            TypeError,
+            "four_point_connected: expected l as an int, got 1.0",
+        ),
+        (
+            lambda: compare(np.ones((2, 4, 4)), np.ones((2, 4, 4)), seed=-1),
+            ValueError,
+            "compare: expected seed >= 0, got -1",
+        ),
+    ]
 )
-def test_errors(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
 
 
 def test_accepts_torch_tensors():
