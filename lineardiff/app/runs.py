@@ -242,6 +242,8 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
         meta["initialised_from"] = history  # a resumed run keeps where it started from
     if spectrum is not None:
         meta["spectrum"] = {"C": spectrum.C, "k0": spectrum.k0, "alpha": spectrum.alpha}
+        if spectrum.mean_square is not None:  # absent in files written before this field
+            meta["spectrum"]["mean_square"] = spectrum.mean_square
     if info.rank == 0:
         if init is not None and not paths.checkpoint.is_file():
             _init_from(resolve_model_file(init), paths, net, tc, meta)

@@ -96,9 +96,12 @@ def test_fit_ignores_a_mean_offset_through_dc():
     # a constant offset only moves the DC mode, which the default fit leaves out; the other
     # modes change by the DCT's rounding only (~1e-16 of the offset's DC), hence rel=1e-6
     x = _fields(1000, (16, 16), 1.0, 3.0, 2.0, seed=3)
-    a = dataclasses.astuple(fit_power_spectrum(x))
-    b = dataclasses.astuple(fit_power_spectrum(x + 5.0))
+    fa, fb = fit_power_spectrum(x), fit_power_spectrum(x + 5.0)
+    a = (fa.C, fa.k0, fa.alpha, fa.rms_log_residual)
+    b = (fb.C, fb.k0, fb.alpha, fb.rms_log_residual)
     assert b == pytest.approx(a, rel=1e-6)
+    # the kept DC power is the data's own: E[(mean + 5)^2] = E[mean^2] + 10 E[mean] + 25
+    assert fb.mean_square == pytest.approx(fa.mean_square + 10 * float(x.mean()) + 25, rel=1e-9)
 
 
 def test_fit_result_is_frozen_and_evaluates():
@@ -106,6 +109,8 @@ def test_fit_result_is_frozen_and_evaluates():
     with pytest.raises(dataclasses.FrozenInstanceError):
         fit.alpha = 1.0
     torch.testing.assert_close(fit.spectrum((3, 4)), power_law_spectrum((3, 4), 2.0, 1.0, 0.5))
+    with pytest.raises(ValueError, match=r"PowerSpectrumFit.spectrum: expected mean_square in \(0, inf\), got -1.0"):
+        PowerSpectrumFit(2.0, 1.0, 0.5, mean_square=-1.0).spectrum((3, 4))
 
 
 ERRORS = [
@@ -175,3 +180,25 @@ ERRORS = [
 def test_argument_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_the_dc_mode_keeps_the_datas_own_power():
+    """The law is fitted without the DC mode; the fit keeps the measured DC power instead."""
+    from lineardiff.data import wolff_configurations
+
+    x = torch.from_numpy(wolff_configurations(16, 2000, seed=11)).float()
+    fit = fit_power_spectrum(x)
+    power = dct_mode_variance(x)
+    S = fit.spectrum((16, 16))
+    # the DC entry is the data's power (float64 rounding of one division and product)
+    assert abs(S[0, 0].item() - power[0, 0].item()) <= 1e-12 * power[0, 0].item()
+    # independent route: the DC coefficient is 16 * mean(x), so its power is 256 E[mean^2]
+    want = 256 * float((x.double().mean(dim=(1, 2)) ** 2).mean())
+    assert abs(S[0, 0].item() - want) <= 1e-9 * want
+    # every other mode follows the law
+    law = power_law_spectrum((16, 16), fit.C, fit.k0, fit.alpha)
+    torch.testing.assert_close(S.flatten()[1:], law.flatten()[1:], rtol=0, atol=0)
+    # and the law alone would starve the magnetisation mode (critical Ising: ~10-20x less)
+    assert law[0, 0] < power[0, 0] / 5
+    assert PowerSpectrumFit(fit.C, fit.k0, fit.alpha).spectrum((16, 16))[0, 0] == law[0, 0]
+    assert fit_power_spectrum(x, exclude_dc=False).mean_square is None
