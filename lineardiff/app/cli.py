@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p, n=16, steps=200, what="samples")
     p.add_argument("--out", default="samples", metavar="DIR", help="output folder")
     p.add_argument(
+        "--size", type=int, default=None, metavar="N",
+        help="sample N x N images with a size-agnostic model (unet, dfu: zero-shot at sizes "
+        "it was not trained on; default the training size)",
+    )
+    p.add_argument(
         "--spin-flip", action="store_true",
         help="multiply each sample by a random sign (exact symmetry of Ising data)",
     )
@@ -314,6 +319,8 @@ def _run(args, argv) -> int:
     if args.command == "sample":
         from .._generate import generate
 
+        if args.size is not None:
+            model = model.at_size(args.size)
         x = generate(model, args.n, steps=args.steps, seed=args.seed, spin_flip=args.spin_flip,
                      progress=not args.quiet)
         np.save(out / "samples.npy", x.numpy().astype(np.float32))

@@ -300,6 +300,10 @@ def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_pa
     report = json.loads((tmp_path / "z" / "report.json").read_text())
     assert report["task"] == "zero-shot generation at L = 12"
     assert report["settings"]["L"] == 12 and report["settings"]["trained_L"] == 8
+    # the same zero-shot samples from the command line
+    assert main(["sample", "--model", str(run), "--size", "12", "--n", "3", "--steps", "3",
+                 "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 1, 12, 12)
 
 
 def test_zero_shot_is_refused_for_flexi_unet_models(run, capsys):
@@ -308,6 +312,9 @@ def test_zero_shot_is_refused_for_flexi_unet_models(run, capsys):
         load_model(root / "run").at_size(16)
     assert main(["evaluate", "--model", str(root / "run"), "--size", "16", "--quiet",
                  "--out", str(root / "ev")]) == 2
+    assert "zero-shot sizes need a 'unet' or 'dfu' model" in capsys.readouterr().err
+    assert main(["sample", "--model", str(root / "run"), "--size", "16", "--quiet",
+                 "--out", str(root / "sz")]) == 2
     assert "zero-shot sizes need a 'unet' or 'dfu' model" in capsys.readouterr().err
 
 
