@@ -18,6 +18,19 @@ from .config import ConfigError
 __all__ = ["main", "build_parser"]
 
 
+def _add_conditioning(p) -> None:
+    p.add_argument(
+        "--no-ilvr", action="store_true",
+        help="SSD super-resolution: condition only the entry state on the input instead of "
+        "every state whose noise-to-signal ratio is >= --ilvr-nsr (ILVR-style, the default; "
+        "docs/processes.rst)",
+    )
+    p.add_argument(
+        "--ilvr-nsr", type=float, default=1.5, metavar="R",
+        help="SSD super-resolution: condition the states with sigma/a >= R (default 1.5)",
+    )
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -137,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--consistency", action="store_true",
         help="data-consistency projection: outputs downsample exactly to the inputs (SSD)",
     )
+    _add_conditioning(p)
     p.add_argument("--out", default="upscaled", metavar="DIR", help="output folder")
 
     p = sub.add_parser(
@@ -165,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=None,
         help="--task generation at another lattice size (zero-shot; unet/dfu models)",
     )
+    _add_conditioning(p)
     p.add_argument(
         "--reference", default="data", metavar="PATH",
         help="--task fid: an image folder, or 'data' for the model's training data "
@@ -333,7 +348,8 @@ def _run(args, argv) -> int:
         y = _load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = _input_scale(args.input_scale, model, y)
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
-                          consistency=args.consistency, progress=not args.quiet)
+                          consistency=args.consistency, ilvr=False if args.no_ilvr else None,
+                          ilvr_nsr=args.ilvr_nsr, progress=not args.quiet)
         np.save(out / "upscaled.npy", x.numpy().astype(np.float32))
         figures.sr_figure(y, x, x, out / "upscaled.png")
         print(f"upscaled: {out / 'upscaled.npy'} {tuple(y.shape)} -> {tuple(x.shape)}")
@@ -352,7 +368,8 @@ def _run(args, argv) -> int:
             report = evaluate_generation(model, size=args.size, **kw)
         else:
             factor = int(args.factor) if float(args.factor).is_integer() else args.factor
-            report = evaluate_upscaling(model, factor=factor, **kw)
+            report = evaluate_upscaling(model, factor=factor, ilvr=False if args.no_ilvr
+                                        else None, ilvr_nsr=args.ilvr_nsr, **kw)
         report["command"] = "lineardiff " + " ".join(argv)
         write_json(out / "report.json", report)
         md = [f"# {report['task']}: `{model.path.name}` (step {model.step})", "",

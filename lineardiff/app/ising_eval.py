@@ -161,8 +161,9 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
-                       progress: bool = True) -> dict:
-    """Super-resolution of held-out Monte Carlo reduced by ``factor`` (the super-resolution protocol of docs/ising.rst).
+                       progress: bool = True, ilvr: bool | None = None,
+                       ilvr_nsr: float = 1.5) -> dict:
+    """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
     For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
     (random tie-breaks) of held-out L = size configurations, scaled by
@@ -180,6 +181,9 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         ``L / h`` for an ``h x h`` input.
     n, steps, seed, n_mc, out, progress
         As for :func:`evaluate_generation`.
+    ilvr, ilvr_nsr
+        The conditioning of :func:`~lineardiff.super_resolve` (default: ILVR-style for SSD
+        from noise-to-signal ratio 1.5 up).
 
     Returns
     -------
@@ -206,7 +210,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         y = model.process.low_res(x0, h).to(torch.float32)
         coarse = y.numpy()[:, 0]
     t1 = time.perf_counter()
-    x = super_resolve(model, y, steps=steps, seed=seed, progress=progress)
+    x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
+                      ilvr_nsr=ilvr_nsr)
     t_model = time.perf_counter() - t1
     spins, soft = binarize(_spins(x))
     mc = wolff_configurations(L, n_mc, seed=MC_REFERENCE_SEED)
@@ -220,7 +225,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "input": "majority blocks" if blocks else "lowest DCT modes",
                      "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
-                     "mc_seed": MC_REFERENCE_SEED, "model_step": model.step},
+                     "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
+                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr},
         "input_scale": c,
     }
     if blocks:

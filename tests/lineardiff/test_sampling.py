@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import lineardiff
+import linops
 from lineardiff import (
     DDPM,
     BlurringDiffusion,
@@ -189,3 +190,67 @@ def test_consistency_projection_makes_the_output_downsample_to_the_input():
     assert (
         torch.nn.functional.interpolate(plain, size=(8, 8), mode="bilinear", antialias=True) - y
     ).abs().max() > 0.1
+
+
+def _ssd_oracle(p, x0):
+    def oracle(x, t, shape):
+        s = max(u for u in range(int(t[0])) if p.shape_at(u) == tuple(shape))
+        return p.signal_target(x0, s + 1)
+    return oracle
+
+
+def test_ilvr_with_a_perfect_denoiser_returns_the_truth_and_its_input():
+    p = ScaleSpaceDiffusion((1, 16, 16), n_levels=3, T=60)
+    x0 = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    for size in (8, 4):
+        y = p.low_res(x0, size)
+        out = upscale(_ssd_oracle(p, x0), p, y, ilvr=True, progress=False,
+                      generator=torch.Generator().manual_seed(0))
+        # float64 rounding of ~60 steps of resizes and pseudo-inverses
+        torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
+        torch.testing.assert_close(p.low_res(out, size), y, rtol=0, atol=1e-9)
+
+
+def test_ilvr_projection_is_exact_on_the_coarse_grid_whatever_the_model():
+    # a useless model (zeros): without ILVR the output ignores y; with it D x_out = y exactly
+    p = ScaleSpaceDiffusion((1, 16, 16), n_levels=2, T=40)
+    y = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    zeros = lambda x, t, shape: torch.zeros(x.shape[0], *shape, dtype=x.dtype)  # noqa: E731
+    gen = torch.Generator().manual_seed(3)
+    free = upscale(zeros, p, y, progress=False, generator=gen)
+    guided = upscale(zeros, p, y, ilvr=True, progress=False, generator=gen)
+    assert (p.low_res(free, 8) - y).abs().max() > 0.5
+    # pinv of the 16 -> 8 resize in float64: D D^+ = I to ~1e-12
+    torch.testing.assert_close(p.low_res(guided, 8), y, rtol=0, atol=1e-10)
+
+
+def test_ilvr_keeps_the_marginal_of_a_consistent_clean_image():
+    """x_s + M^+ (a y + sigma_s M xi - M x_s) ~ q(x_s | x0) when D x0 = y (Monte Carlo)."""
+    from lineardiff._sampling import _low_pass_replacement
+
+    p = ScaleSpaceDiffusion((1, 8, 8), n_levels=2, T=40)
+    start = next(t for t in range(1, 41) if p.shape_at(t) == (1, 4, 4))
+    x0 = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    y = p.low_res(x0, 4)
+    s = start // 2
+    n = 20000
+    gen = torch.Generator().manual_seed(5)
+    xs = p.q_sample(x0.expand(n, 1, 8, 8), s, generator=gen)
+    # a state drawn from the wrong image: the guide must pull its seen part to y's
+    wrong = p.q_sample(torch.zeros(n, 1, 8, 8, dtype=torch.float64), s, generator=gen)
+    guide = _low_pass_replacement(p, y, start, gen)
+    _, base = p.transition(s, start)
+    base_pinv = linops.pinv(base)
+    for state in (xs, wrong):
+        g = guide(s, state)
+        mean, var = g.mean(0), g.var(0)
+        want = p.signal_scale(s) * x0[0]
+        # the seen part follows y exactly; the unseen part keeps the state's: for the wrong
+        # state only the seen part is corrected, so compare after the projection P = D^+ D
+        se = p.sigma(s) / n**0.5
+        seen = base_pinv.apply(base.apply(mean - want))  # the projection P = D^+ D
+        assert seen.abs().max() < 5 * se  # 5 standard errors of a mean
+        if state is xs:
+            assert (mean - want).abs().max() < 5 * se
+            # variance sigma_s^2 per pixel: 5 standard errors of a variance (sqrt(2/n))
+            assert ((var / p.sigma(s) ** 2) - 1).abs().max() < 5 * (2 / n) ** 0.5
