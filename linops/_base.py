@@ -13,6 +13,9 @@ from ._utils import as_shape, format_shape
 __all__ = ["LinearOperator"]
 
 
+_HALF = (torch.float16, torch.bfloat16, torch.complex32)
+
+
 class LinearOperator:
     """A linear map between tensors of fixed per-sample shapes.
 
@@ -149,6 +152,14 @@ class LinearOperator:
                 f"{where}: expected {arg} with a floating or complex dtype, got {x.dtype}. "
                 f"Convert it first, e.g. {arg}.float() or {arg}.double()"
             )
+        if x.dtype in _HALF:
+            raise TypeError(
+                f"{where}: expected {arg} as float32, float64, complex64 or complex128, got "
+                f"{x.dtype} (resizes, FFTs and DCTs have no half-precision kernels on every "
+                f"device). Convert it first, e.g. {arg}.float()"
+            )
+        if x.device.type == "meta":
+            raise ValueError(f"{where}: expected {arg} with data, got a tensor on the meta device")
         nd = len(expected)
         if x.dim() < nd or tuple(x.shape[x.dim() - nd :]) != expected:
             raise ValueError(
