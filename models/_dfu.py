@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from ._spectral_conv import _as_pair
+from ._checks import check_int_pair
 from ._unet import UNetBody
 
 __all__ = ["DualFNOUNet"]
@@ -90,7 +90,10 @@ class DualFNOUNet(UNetBody):
             raise TypeError(
                 f"{where}: expected modes as a sequence of pairs or None, got {modes!r}"
             )
-        checked = tuple(None if m is None else _as_pair(m, where, "modes[i]") for m in modes)
+        checked = tuple(
+            None if m is None else check_int_pair(where, f"modes[{i}]", m)
+            for i, m in enumerate(modes)
+        )
         super().__init__(
             in_channels,
             out_channels,

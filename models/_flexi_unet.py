@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch.nn as nn
 from torch import Tensor
 
+from ._checks import check_int
 from ._seed import seeded
 from ._unet import UNetBody
 
@@ -112,8 +113,7 @@ class FlexiUNet(UNetBody):
         )
         levels = self.num_levels
         factor = 2 ** (levels - 1)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"FlexiUNet: expected image_size as an int >= 1, got {image_size!r}")
+        image_size = check_int("FlexiUNet", "image_size", image_size, 1)
         if image_size % factor:
             raise ValueError(
                 f"FlexiUNet: expected image_size divisible by 2 ** (levels - 1) = {factor} "

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ._checks import check_int, check_int_pair
 from ._seed import seeded
 
 __all__ = ["DualConv2d", "SpectralConv2d", "kept_modes"]
-
-
-def _as_pair(value, where: str, what: str) -> tuple[int, int]:
-    """Validate an int or a pair of ints, each >= 1, and return the pair."""
-    if isinstance(value, bool):
-        raise TypeError(f"{where}: expected {what} as an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, Sequence) and len(value) == 2:
-        pair = tuple(value)
-    else:
-        raise TypeError(f"{where}: expected {what} as an int or a pair of ints, got {value!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{where}: expected {what} as an int or a pair of ints, got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{where}: expected {what} >= 1, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 def kept_modes(
@@ -142,14 +125,11 @@ class SpectralConv2d(nn.Module):
     ) -> None:
         super().__init__()
         where = "SpectralConv2d"
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: expected {name} as an int >= 1, got {value!r}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.modes = _as_pair(modes, where, "modes")
+        self.in_channels = check_int(where, "in_channels", in_channels, 1)
+        self.out_channels = check_int(where, "out_channels", out_channels, 1)
+        self.modes = check_int_pair(where, "modes", modes)
         m1, m2 = self.modes
-        shape = (in_channels, out_channels, m1, m2, 2)
+        shape = (self.in_channels, self.out_channels, m1, m2, 2)
         self.weight_pos = nn.Parameter(torch.empty(shape))
         self.weight_neg = nn.Parameter(torch.empty(shape))
         with seeded(seed, where):
@@ -189,7 +169,7 @@ class SpectralConv2d(nn.Module):
                 f"{where}: expected x of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         in_size = (x.shape[-2], x.shape[-1])
-        out_hw = in_size if out_size is None else _as_pair(out_size, where, "out_size")
+        out_hw = in_size if out_size is None else check_int_pair(where, "out_size", out_size)
         n_pos, n_neg, n_col = kept_modes(self.modes, in_size, out_hw)
         m1 = self.modes[0]
         x_ft = torch.fft.rfft2(x, norm="forward")
@@ -251,8 +231,7 @@ class DualConv2d(nn.Module):
     ) -> None:
         super().__init__()
         where = "DualConv2d"
-        if stride not in (1, 2) or isinstance(stride, bool):
-            raise ValueError(f"{where}: expected stride 1 or 2, got {stride!r}")
+        stride = check_int(where, "stride", stride, 1, 2)
         if padding_mode not in ("zeros", "circular"):
             raise ValueError(
                 f"{where}: expected padding_mode 'zeros' or 'circular', got {padding_mode!r}"

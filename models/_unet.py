@@ -20,6 +20,7 @@ from ._blocks import (
     conv3x3,
     zero_init,
 )
+from ._checks import check_int, check_int_tuple, check_real
 from ._seed import seeded
 
 __all__ = ["UNet", "UNetBody"]
@@ -71,12 +72,6 @@ class MiddleBlock(nn.Module):
         return self.res2(self.attn(self.res1(x, emb)), emb)
 
 
-def _check_int(value, name: str, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where}: expected {name} as an int >= {minimum}, got {value!r}")
-    return value
-
-
 class UNetBody(nn.Module):
     """Shared construction and routing of :class:`UNet`, :class:`~models.FlexiUNet` and
     :class:`~models.DualFNOUNet` (not public).
@@ -109,17 +104,15 @@ class UNetBody(nn.Module):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        _check_int(in_channels, "in_channels", where, 1)
+        in_channels = check_int(where, "in_channels", in_channels, 1)
         out_channels = in_channels if out_channels is None else out_channels
-        _check_int(out_channels, "out_channels", where, 1)
-        _check_int(base_channels, "base_channels", where, 1)
-        _check_int(num_res_blocks, "num_res_blocks", where, 1)
-        _check_int(num_heads, "num_heads", where, 1)
-        _check_int(num_groups, "num_groups", where, 1)
-        mult = tuple(channel_mult)
-        if not mult or not all(
-            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in mult
-        ):
+        out_channels = check_int(where, "out_channels", out_channels, 1)
+        base_channels = check_int(where, "base_channels", base_channels, 1)
+        num_res_blocks = check_int(where, "num_res_blocks", num_res_blocks, 1)
+        num_heads = check_int(where, "num_heads", num_heads, 1)
+        num_groups = check_int(where, "num_groups", num_groups, 1)
+        mult = check_int_tuple(where, "channel_mult", channel_mult, 1)
+        if not mult:
             raise ValueError(
                 f"{where}: expected channel_mult as a non-empty sequence of ints >= 1, "
                 f"got {channel_mult!r}"
@@ -132,12 +125,9 @@ class UNetBody(nn.Module):
                     f"{where}: expected every width base_channels * channel_mult[i] divisible "
                     f"by num_groups={num_groups}, got {c} at level {i}"
                 )
-        attention_levels = tuple(attention_levels)
-        if not all(isinstance(a, int) and 0 <= a < levels for a in attention_levels):
-            raise ValueError(
-                f"{where}: expected attention_levels as level indices in [0, {levels - 1}], "
-                f"got {attention_levels!r}"
-            )
+        attention_levels = check_int_tuple(
+            where, "attention_levels", attention_levels, 0, levels - 1
+        )
         for i in sorted(set(attention_levels) | {levels - 1}):  # the middle block attends too
             if widths[i] % num_heads:
                 raise ValueError(
@@ -150,12 +140,7 @@ class UNetBody(nn.Module):
             )
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"{where}: expected resample in {RESAMPLE_MODES}, got {resample!r}")
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not (0 <= dropout < 1)
-        ):
-            raise ValueError(f"{where}: expected dropout in [0, 1), got {dropout!r}")
+        dropout = check_real(where, "dropout", dropout, low=0, high=1, open_low=False)
         modes = tuple(modes)
         if len(modes) > levels:
             raise ValueError(

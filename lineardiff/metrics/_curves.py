@@ -136,6 +136,7 @@ def _default_bs(L: int) -> list[int]:
 
 
 def check_curves(where: str, curves) -> tuple[str, ...]:
+    """Curve names from :data:`CURVES`, without repeats, in the order given."""
     if isinstance(curves, str) or not isinstance(curves, Sequence):
         raise TypeError(
             f"{where}: expected curves as a sequence of names from {CURVES}, "

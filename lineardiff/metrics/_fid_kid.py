@@ -70,6 +70,8 @@ def fid_kid(
 
     Examples
     --------
+    >>> import torch
+    >>> from lineardiff.metrics import FeatureExtractor
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
     >>> extractor = FeatureExtractor(net, input_size=(8, 8))
     >>> images = torch.rand(20, 3, 8, 8) * 2 - 1

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from random_weights import randomise
 from torch.testing import assert_close
 
 from models import DualConv2d
@@ -19,14 +20,6 @@ from models._blocks import (
     conv3x3,
     timestep_embedding,
 )
-
-
-def _randomise(module, seed=0, std=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return module
 
 
 def test_timestep_embedding_matches_formula():
@@ -80,7 +73,7 @@ def test_timestep_embedding_module_follows_parameter_dtype():
 
 
 def test_resblock_matches_functional_reference():
-    block = _randomise(ResBlock(4, 8, 6, num_groups=2))
+    block = randomise(ResBlock(4, 8, 6, num_groups=2), std=0.3)
     x, emb = torch.randn(2, 4, 5, 7), torch.randn(2, 6)
     h = F.conv2d(
         F.silu(F.group_norm(x, 2, block.norm1.weight, block.norm1.bias)),
@@ -101,13 +94,13 @@ def test_resblock_starts_as_identity_and_uses_the_embedding():
     block = ResBlock(8, 8, 6, num_groups=4)
     x = torch.randn(2, 8, 6, 6)
     assert torch.equal(block(x, torch.randn(2, 6)), x)  # zero-initialised output conv
-    _randomise(block)
+    randomise(block, std=0.3)
     e1, e2 = torch.randn(2, 6), torch.randn(2, 6)
     assert not torch.allclose(block(x, e1), block(x, e2))
 
 
 def test_resblock_dropout_only_in_training():
-    block = _randomise(ResBlock(4, 4, 6, num_groups=2, dropout=0.5))
+    block = randomise(ResBlock(4, 4, 6, num_groups=2, dropout=0.5), std=0.3)
     x, emb = torch.randn(1, 4, 6, 6), torch.randn(1, 6)
     block.eval()
     assert torch.equal(block(x, emb), block(x, emb))
@@ -124,7 +117,7 @@ def test_resblock_with_modes_uses_dual_convs():
 
 
 def test_attention_matches_naive_softmax():
-    attn = _randomise(AttentionBlock(8, num_heads=2, num_groups=4))
+    attn = randomise(AttentionBlock(8, num_heads=2, num_groups=4), std=0.3)
     x = torch.randn(2, 8, 3, 5)
     n, c, h, w = x.shape
     qkv = attn.qkv(attn.norm(x)).reshape(n, 3, 2, c // 2, h * w)

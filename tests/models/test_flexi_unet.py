@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+from random_weights import randomise
 from torch.testing import assert_close
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -23,15 +24,6 @@ def _flexi(**kwargs):
     return FlexiUNet(2, 3, image_size=16, **{**TINY, **kwargs})
 
 
-def _randomise(module, seed=0, std=0.2):
-    """Replace every weight by noise: at initialisation the zero head hides everything."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return module
-
-
 def _sizes(net, route):
     return net.resolutions[route[0]], net.resolutions[route[1]]
 
@@ -47,7 +39,7 @@ def test_pyramid():
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shapes_on_every_route(route, batch, dtype):
-    net = _randomise(_flexi()).to(dtype)
+    net = randomise(_flexi()).to(dtype)
     s_in, s_out = _sizes(net, route)
     y = net(torch.randn(batch, 2, s_in, s_in, dtype=dtype), torch.arange(batch), out_size=s_out)
     assert y.shape == (batch, 3, s_out, s_out) and y.dtype == dtype
@@ -55,7 +47,7 @@ def test_shapes_on_every_route(route, batch, dtype):
 
 
 def test_out_size_forms_agree():
-    net = _randomise(_flexi())
+    net = randomise(_flexi())
     x = torch.randn(2, 2, 8, 8)
     assert torch.equal(net(x, 5), net(x, 5, out_size=8))
     assert torch.equal(net(x, 5, out_size=16), net(x, 5, out_size=(16, 16)))
@@ -153,7 +145,7 @@ def test_flops_fall_with_the_input_level_as_expected():
 
 
 def test_top_level_is_the_unet_with_copied_weights():
-    flexi = _randomise(_flexi(), seed=1)
+    flexi = randomise(_flexi(), seed=1)
     unet = UNet(2, 3, seed=7, **TINY)
     result = unet.load_state_dict(flexi.state_dict(), strict=False)
     assert result.missing_keys == []
@@ -179,7 +171,7 @@ def test_same_seed_matches_unet_body_and_is_reproducible():
 
 @pytest.mark.parametrize("route", [(1, 0), (2, 1)])
 def test_bypassed_skips_are_zero(route):
-    net = _randomise(_flexi())
+    net = randomise(_flexi())
     level_out = route[1]
     seen = []
 
@@ -207,7 +199,7 @@ def _expected_trained(name, level_in, level_out):
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_gradients_reach_exactly_the_parameters_on_the_route(route):
-    net = _randomise(_flexi())
+    net = randomise(_flexi())
     s_in, s_out = _sizes(net, route)
     net(
         torch.randn(2, 2, s_in, s_in), torch.tensor([5, 6]), out_size=s_out
@@ -223,7 +215,7 @@ def test_gradients_reach_exactly_the_parameters_on_the_route(route):
 def test_circular_padding_commutes_with_periodic_shifts(route, shift):
     # shifts by multiples of the downsampling below the input level commute exactly; the
     # output of a transition moves twice as far
-    net = _randomise(_flexi(padding_mode="circular")).double()
+    net = randomise(_flexi(padding_mode="circular")).double()
     s_in, s_out = _sizes(net, route)
     x = torch.randn(2, 2, s_in, s_in, dtype=torch.float64)
     y = net(torch.roll(x, (shift, -shift), dims=(-2, -1)), 20, out_size=s_out)
@@ -282,7 +274,9 @@ def test_configuration_validation():
         r"for 3 levels, got 18",
     ):
         FlexiUNet(image_size=18, **TINY)
-    with pytest.raises(ValueError, match="FlexiUNet: expected image_size as an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="FlexiUNet: expected image_size >= 1, got 0"):
         FlexiUNet(image_size=0, **TINY)
+    with pytest.raises(TypeError, match="FlexiUNet: expected image_size as an int, got 16.0"):
+        FlexiUNet(image_size=16.0, **TINY)
     with pytest.raises(ValueError, match="FlexiUNet: expected every width"):
         FlexiUNet(image_size=16, **{**TINY, "num_groups": 3})

@@ -5,17 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from random_weights import randomise
 from torch.testing import assert_close
 
 from models import DualConv2d, SpectralConv2d, kept_modes
-
-
-def _randomise(module, seed=0, std=0.5):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return module
 
 
 def dense_spectral(x, layer, out_size):
@@ -135,7 +128,7 @@ def test_seed_reproducible_and_global_rng_untouched():
 
 
 def test_dual_conv_is_the_sum_of_its_branches():
-    conv = _randomise(DualConv2d(2, 4, (3, 2), stride=2, padding_mode="circular", seed=0))
+    conv = randomise(DualConv2d(2, 4, (3, 2), stride=2, padding_mode="circular", seed=0), std=0.5)
     x = torch.randn(3, 2, 13, 10)
     y = conv(x)
     assert y.shape == (3, 4, 7, 5)
@@ -155,8 +148,10 @@ def test_bad_arguments():
         SpectralConv2d(1, 1, (0, 3))
     with pytest.raises(TypeError, match="SpectralConv2d: expected modes as an int or a pair"):
         SpectralConv2d(1, 1, (1, 2, 3))
-    with pytest.raises(ValueError, match="SpectralConv2d: expected in_channels as an int >= 1"):
+    with pytest.raises(ValueError, match="SpectralConv2d: expected in_channels >= 1, got 0"):
         SpectralConv2d(0, 1, 2)
+    with pytest.raises(TypeError, match="SpectralConv2d: expected out_channels as an int, got 2.0"):
+        SpectralConv2d(1, 2.0, 2)
     layer = SpectralConv2d(2, 1, 2)
     with pytest.raises(
         ValueError,
@@ -167,7 +162,9 @@ def test_bad_arguments():
         layer(torch.randn(1, 2, 4, 4), out_size=(0, 4))
     with pytest.raises(TypeError, match="SpectralConv2d: expected seed as an int or None"):
         SpectralConv2d(1, 1, 2, seed=1.5)
-    with pytest.raises(ValueError, match="DualConv2d: expected stride 1 or 2, got 3"):
+    with pytest.raises(ValueError, match=r"DualConv2d: expected stride in \[1, 2\], got 3"):
         DualConv2d(1, 1, 2, stride=3)
+    with pytest.raises(TypeError, match="DualConv2d: expected stride as an int, got 1.0"):
+        DualConv2d(1, 1, 2, stride=1.0)
     with pytest.raises(ValueError, match="DualConv2d: expected padding_mode 'zeros' or 'circular'"):
         DualConv2d(1, 1, 2, padding_mode="reflect")

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from error_tables import raises_test
+from random_weights import randomise
 from torch.testing import assert_close
 
 from models import UNet
@@ -11,20 +13,11 @@ TINY = dict(
 )
 
 
-def _randomise(module, seed=0, std=0.2):
-    """Replace every weight by noise: at initialisation the zero head hides everything."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return module
-
-
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("size", [(8, 8), (16, 16), (15, 15), (13, 21), (5, 5)])
 def test_output_shape_equals_input_shape(batch, dtype, size):
-    net = _randomise(UNet(2, 3, **TINY)).to(dtype)
+    net = randomise(UNet(2, 3, **TINY)).to(dtype)
     x = torch.randn(batch, 2, *size, dtype=dtype)
     y = net(x, torch.arange(batch))
     assert y.shape == (batch, 3, *size) and y.dtype == dtype
@@ -37,7 +30,7 @@ def test_new_network_outputs_zero():
 
 
 def test_scalar_t_is_broadcast():
-    net = _randomise(UNet(1, **TINY))
+    net = randomise(UNet(1, **TINY))
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(net(x, 250), net(x, torch.full((3,), 250)))
     assert torch.equal(net(x, torch.tensor(0.5)), net(x, torch.full((3,), 0.5)))
@@ -69,7 +62,7 @@ def test_seed_none_draws_from_the_global_generator():
 @pytest.mark.parametrize("resample", ["conv", "fixed"])
 def test_circular_padding_commutes_with_periodic_shifts(resample):
     # 3 levels: total downsampling factor 4, so shifts by multiples of 4 commute exactly.
-    net = _randomise(UNet(1, padding_mode="circular", resample=resample, **TINY)).double()
+    net = randomise(UNet(1, padding_mode="circular", resample=resample, **TINY)).double()
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     shift = (4, -8)
     y = net(torch.roll(x, shift, dims=(-2, -1)), 10)
@@ -79,14 +72,14 @@ def test_circular_padding_commutes_with_periodic_shifts(resample):
 
 def test_zero_padding_is_not_shift_equivariant():
     # the counterpart of the test above: the check detects a broken equivariance
-    net = _randomise(UNet(1, **TINY)).double()
+    net = randomise(UNet(1, **TINY)).double()
     x = torch.randn(1, 1, 16, 16, dtype=torch.float64)
     y = net(torch.roll(x, 4, dims=-1), 10)
     assert (y - torch.roll(net(x, 10), 4, dims=-1)).abs().max() > 1e-3
 
 
 def test_gradients_reach_every_parameter():
-    net = _randomise(UNet(1, **TINY))
+    net = randomise(UNet(1, **TINY))
     net(torch.randn(2, 1, 8, 8), torch.tensor([1, 2])).square().sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -128,44 +121,65 @@ def test_input_validation():
         net(torch.zeros(1, 2, 8, 8).numpy(), 0)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "message"),
+def _unet(**changes):
+    return UNet(1, **{**TINY, **changes})
+
+
+test_configuration_validation = raises_test(
     [
         (
-            dict(num_groups=3),
+            lambda: _unet(num_groups=3),
             ValueError,
             "UNet: expected every width .* divisible by num_groups=3, got 8 at level 0",
         ),
         (
-            dict(num_heads=3),
+            lambda: _unet(num_heads=3),
             ValueError,
             "UNet: expected the width of every level with attention divisible by num_heads=3, got 16 at level 2",
         ),
         (
-            dict(padding_mode="reflect"),
+            lambda: _unet(padding_mode="reflect"),
             ValueError,
             r"UNet: expected padding_mode in \('zeros', 'circular'\), got 'reflect'",
         ),
         (
-            dict(resample="bilinear"),
+            lambda: _unet(resample="bilinear"),
             ValueError,
             r"UNet: expected resample in \('conv', 'fixed'\), got 'bilinear'",
         ),
         (
-            dict(attention_levels=(3,)),
+            lambda: _unet(attention_levels=(3,)),
             ValueError,
-            r"UNet: expected attention_levels as level indices in \[0, 2\], got \(3,\)",
+            r"UNet: expected attention_levels\[0\] in \[0, 2\], got 3",
         ),
         (
-            dict(channel_mult=()),
+            lambda: _unet(attention_levels=2),
+            TypeError,
+            "UNet: expected attention_levels as a sequence of ints, got 2",
+        ),
+        (
+            lambda: _unet(channel_mult=()),
             ValueError,
             r"UNet: expected channel_mult as a non-empty sequence of ints >= 1, got \(\)",
         ),
-        (dict(num_res_blocks=0), ValueError, "UNet: expected num_res_blocks as an int >= 1, got 0"),
-        (dict(dropout=1.0), ValueError, r"UNet: expected dropout in \[0, 1\), got 1.0"),
-        (dict(seed="a"), TypeError, "UNet: expected seed as an int or None, got 'a'"),
-    ],
+        (
+            lambda: _unet(channel_mult=(1, 2.0)),
+            TypeError,
+            r"UNet: expected channel_mult\[1\] as an int, got 2.0",
+        ),
+        (lambda: _unet(num_res_blocks=0), ValueError, "UNet: expected num_res_blocks >= 1, got 0"),
+        (
+            lambda: _unet(num_res_blocks=1.0),
+            TypeError,
+            "UNet: expected num_res_blocks as an int, got 1.0",
+        ),
+        (lambda: _unet(num_heads=True), TypeError, "UNet: expected num_heads as an int, got True"),
+        (lambda: _unet(dropout=1.0), ValueError, r"UNet: expected dropout in \[0, 1\), got 1.0"),
+        (
+            lambda: _unet(dropout="0.1"),
+            TypeError,
+            "UNet: expected dropout as a real number, got '0.1'",
+        ),
+        (lambda: _unet(seed="a"), TypeError, "UNet: expected seed as an int or None, got 'a'"),
+    ]
 )
-def test_configuration_validation(kwargs, error, message):
-    with pytest.raises(error, match=message):
-        UNet(1, **{**TINY, **kwargs})

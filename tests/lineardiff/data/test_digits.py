@@ -145,17 +145,18 @@ def test_class_filter_keeps_order_and_images(raw, x8):
     "kwargs,exc,match",
     [
         ({"size": 0}, ValueError, r"digits_dataset: expected size >= 1, got 0"),
-        ({"size": 2.5}, TypeError, r"digits_dataset: expected an integer size, got float"),
-        ({"size": True}, TypeError, r"digits_dataset: expected an integer size, got bool"),
+        ({"size": 2.5}, TypeError, r"digits_dataset: expected size as an int, got 2.5"),
+        ({"size": True}, TypeError, r"digits_dataset: expected size as an int, got True"),
         ({"padding": -1}, ValueError, r"digits_dataset: expected padding >= 0, got -1"),
-        ({"classes": 10}, ValueError, r"digits_dataset: expected classes in 0\.\.9, got 10"),
-        ({"classes": [1, -1]}, ValueError, r"digits_dataset: expected classes in 0\.\.9, got -1"),
+        ({"classes": 10}, ValueError, r"digits_dataset: expected classes in \[0, 9\], got 10"),
+        ({"classes": [1, -1]}, ValueError, r"digits_dataset: expected classes in \[0, 9\], got -1"),
         (
             {"classes": []},
             ValueError,
             r"digits_dataset: expected at least one class in classes, got none",
         ),
-        ({"classes": ["3"]}, TypeError, r"digits_dataset: expected integer classes, got str"),
+        ({"classes": ["3"]}, TypeError, r"digits_dataset: expected classes as an int, got '3'"),
+        ({"padding": 1.0}, TypeError, r"digits_dataset: expected padding as an int, got 1.0"),
         (
             {"classes": 2.0},
             TypeError,

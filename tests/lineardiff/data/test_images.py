@@ -275,8 +275,8 @@ def test_truncated_jpeg_names_the_file(tmp_path):
     "kwargs,exc,match",
     [
         ({"size": 0}, ValueError, r"image_folder_dataset: expected size >= 1, got 0"),
-        ({"size": "16"}, TypeError, r"image_folder_dataset: expected an integer size, got str"),
-        ({"size": 16.0}, TypeError, r"image_folder_dataset: expected an integer size, got float"),
+        ({"size": "16"}, TypeError, r"image_folder_dataset: expected size as an int, got '16'"),
+        ({"size": 16.0}, TypeError, r"image_folder_dataset: expected size as an int, got 16.0"),
         (
             {"channels": 2},
             ValueError,
@@ -318,9 +318,9 @@ def test_truncated_jpeg_names_the_file(tmp_path):
         (
             {"background": 256},
             ValueError,
-            r"image_folder_dataset: expected background <= 255, got 256",
+            r"image_folder_dataset: expected background in \[0, 255\], got 256",
         ),
-        ({"background": -1}, ValueError, r"image_folder_dataset: expected background >= 0, got -1"),
+        ({"background": -1}, ValueError, r"image_folder_dataset: expected background in \[0, 255\], got -1"),
         (
             {"return_paths": None},
             TypeError,
