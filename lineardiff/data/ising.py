@@ -1,6 +1,6 @@
 """Critical 2-D Ising configurations from a Wolff cluster sampler, with an on-disk cache.
 
-The embedded, download-free benchmark data set (see ``design/ISING.md``): ``L x L`` periodic
+The embedded, download-free benchmark data set (see ``docs/ising.rst``): ``L x L`` periodic
 lattice, spins +-1, J = 1, at the critical temperature ``T_C = 2 / ln(1 + sqrt 2)`` by default.
 """
 
@@ -32,7 +32,7 @@ __all__ = [
 SAMPLER_VERSION = 1
 
 # Cluster flips between saved configurations, from the integrated autocorrelation of the energy
-# (2.6 / 3.9 / 5.8 / 8.0 flips at L = 16 / 32 / 64 / 128, design/ISING.md): about 4 tau_int.
+# (2.6 / 3.9 / 5.8 / 8.0 flips at L = 16 / 32 / 64 / 128, docs/ising.rst): about 4 tau_int.
 _SPACING = {16: 10, 32: 15, 64: 22, 128: 30}
 
 

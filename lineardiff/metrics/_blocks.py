@@ -1,4 +1,4 @@
-"""Block spins for the super-resolution protocol of design/ISING.md."""
+"""Block spins for the super-resolution protocol of docs/ising.rst."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def block_consistency(outputs, coarse, b: int = 2) -> dict[str, float]:
     dict
         ``"consistency"``: fraction of non-tied output blocks whose majority equals the input;
         ``"tied"``: fraction of tied output blocks (0.083 for 2x2 blocks of critical Monte Carlo,
-        design/ISING.md); ``"full_agreement"``: fraction of blocks whose every spin equals the
+        docs/ising.rst); ``"full_agreement"``: fraction of blocks whose every spin equals the
         input (0.717 for Monte Carlo).
 
     Examples

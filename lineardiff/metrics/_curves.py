@@ -1,6 +1,6 @@
 """Curves of Ising observables with influence-function covariances, and a Hotelling test.
 
-The curves of design/ISING.md - ``G(r)``, ``S(k)``, ``G4c(l)`` and ``U_b`` - are smooth functions of
+The curves of docs/ising.rst - ``G(r)``, ``S(k)``, ``G4c(l)`` and ``U_b`` - are smooth functions of
 averages of per-configuration quantities, so each has a per-configuration influence function and
 from it a covariance matrix in one pass over the data (no bootstrap). Two sample sets are then
 compared with a covariance-aware Hotelling chi^2 of the difference of their curves.
@@ -31,7 +31,7 @@ __all__ = [
 #: Names of the curves tested by :func:`~lineardiff.metrics.compare` (see :func:`curve_estimates`).
 CURVES = ("G", "S", "G4c", "U_b")
 
-# design/ISING.md, "Comparing a sample set with Monte Carlo": every curve needs Hotelling p > 1e-3.
+# docs/ising.rst, "Comparing a sample set with Monte Carlo": every curve needs Hotelling p > 1e-3.
 _P_MIN = 1e-3
 
 # The Hotelling statistic is computed on the correlation matrix R = D^-1 Cov D^-1 (D = diag se),
@@ -360,7 +360,7 @@ def hotelling_statistic(diff, cov, *, x=None, atol: float = 0.0) -> HotellingRes
     direction - a difference in a direction in which neither set fluctuates, or fewer
     configurations than points - makes ``chi2`` infinite. A per-point chi^2 that ignored the
     correlations would have a heavy tail: neighbouring points of a curve are strongly correlated
-    (design/ISING.md).
+    (docs/ising.rst).
 
     Examples
     --------

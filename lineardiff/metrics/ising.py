@@ -1,6 +1,6 @@
 """Observables of 2-D Ising configurations and a bootstrap comparison against Monte Carlo.
 
-Definitions, reference values and the pass rule follow ``design/ISING.md``. Every observable wraps
+Definitions, reference values and the pass rule follow ``docs/ising.rst``. Every observable wraps
 around the torus. Configurations are arrays of shape ``(n, L, L)``; real-valued model outputs are
 binarised with ``sign`` (ties to +1) on the way in, so every function also accepts them directly.
 """
@@ -35,7 +35,7 @@ __all__ = [
 #: Names of the scalars returned by :func:`summary` and compared by :func:`compare`.
 SCALARS = ("e", "abs_m", "m", "m2", "m4", "U", "chi", "C", "seam")
 
-# design/ISING.md, "Comparing a sample set with Monte Carlo": thresholds at n = 10,000 vs 10,000.
+# docs/ising.rst, "Comparing a sample set with Monte Carlo": thresholds at n = 10,000 vs 10,000.
 _Z_MAX = 3.5
 _W1_MAX = {"e": 0.005, "abs_m": 0.008}
 _W1_REFERENCE_N = 10_000
@@ -193,7 +193,7 @@ def four_point_connected(configs, ls) -> np.ndarray:
     -----
     With corners ``a = x``, ``b = x + l e1``, ``c = x + l (e1 + e2)``, ``d = x + l e2``,
     ``G4c(l) = <s_a s_b s_c s_d> - <s_a s_b><s_c s_d> - <s_a s_d><s_b s_c> - <s_a s_c><s_b s_d>``
-    where every expectation is averaged over positions ``x`` and configurations (design/ISING.md).
+    where every expectation is averaged over positions ``x`` and configurations (docs/ising.rst).
     For a fully ordered lattice every moment is 1, so ``G4c = -2``.
 
     Examples
@@ -349,7 +349,7 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
     -----
     ``value`` is the estimate on the full sample; ``se`` is the standard deviation of the bootstrap
     replicates. Configurations are treated as independent (the Monte Carlo sets are saved at
-    spacings well beyond the autocorrelation time, design/ISING.md).
+    spacings well beyond the autocorrelation time, docs/ising.rst).
 
     Examples
     --------
@@ -395,7 +395,7 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
 
     Notes
     -----
-    Pass rule of design/ISING.md: every scalar ``|z| < 3.5``; ``W1(e) < 0.005`` and
+    Pass rule of docs/ising.rst: every scalar ``|z| < 3.5``; ``W1(e) < 0.005`` and
     ``W1(|m|) < 0.008``, thresholds set at L = 32 for 10,000 vs 10,000 and scaled by
     ``sqrt(10000 / n)`` with ``n = 2 / (1 / n_a + 1 / n_b)`` (the noise of a difference scales with
     ``sqrt(1/n_a + 1/n_b)``). The L = 32 thresholds are applied at every L. Every curve needs a
