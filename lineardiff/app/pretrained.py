@@ -17,9 +17,15 @@ import torch
 
 from .._denoiser import as_denoiser
 from .._objectives import default_prediction
-from ..training._checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from ..training._checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_state_matches,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import ConfigError, build_model, build_process, validate_config
-from .runs import resolve_model_file, shipped_models, train_seconds
+from .runs import recorded_meta, resolve_model_file, shipped_models, train_seconds
 
 __all__ = ["TrainedModel", "export_model", "load_model", "shipped_models"]
 
@@ -106,10 +112,18 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
     Returns
     -------
     TrainedModel
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing or corrupt (:func:`~lineardiff.load_checkpoint` verifies its
+        digests where it has them - the shipped files predate them - and validates its
+        contents), records no valid configuration, or holds weights whose names, shapes or
+        dtypes differ from the configured network's.
     """
     path = resolve_model_file(source)
     ck = load_checkpoint(path)
-    meta = ck.config.get("meta", {}) if isinstance(ck.config, dict) else {}
+    meta = recorded_meta(path, ck)
     raw = meta.get("config")
     if not isinstance(raw, dict):
         raise CheckpointError(
@@ -120,16 +134,23 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
         cfg = validate_config(raw)
     except ConfigError as err:
         raise CheckpointError(f"{path}: its configuration is invalid here ({err})") from None
-    process = build_process(cfg, spectrum=meta.get("spectrum"))
+    spectrum = meta.get("spectrum")
+    if spectrum is not None and not isinstance(spectrum, dict):
+        raise CheckpointError(f"load_model: {path}: field 'config.meta.spectrum': expected a "
+                              f"dict, got {type(spectrum).__name__}")
+    try:
+        process = build_process(cfg, spectrum=spectrum)
+    except (TypeError, ValueError) as err:
+        if spectrum is None:
+            raise
+        raise CheckpointError(
+            f"load_model: {path}: field 'config.meta.spectrum': expected a power-spectrum fit "
+            f"(C, k0, alpha, mean_square) its process accepts, got {spectrum!r} ({err})"
+        ) from None
     net = build_model(cfg)
     state = ck.ema if (use_ema and ck.ema) else ck.model
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: weights do not match the configured network ({first})"
-        ) from None
+    check_state_matches(path, state, net)
+    net.load_state_dict(state)
     net.to(device).eval()
     pred = cfg["train"].get("prediction") or default_prediction(process)
     return TrainedModel(net, process, cfg, pred, ck.step, meta, path)
@@ -156,7 +177,7 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     path = resolve_model_file(checkpoint)
     ck = load_checkpoint(path)
     weights = ck.ema if ck.ema else ck.model
-    meta = dict(ck.config.get("meta", {}))
+    meta = dict(recorded_meta(path, ck))
     meta.update(extra or {})
     seconds, rows = train_seconds(path.parent / "log.csv")
     before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0

@@ -7,18 +7,27 @@ import dataclasses
 import json
 import os
 import shlex
+import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..training import TrainConfig, train
-from ..training._checkpoint import CheckpointError, load_checkpoint
+from ..training._checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries
 from .config import ConfigError, build_model, build_process, load_data
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: run folders are not locked
+    fcntl = None
+
 __all__ = [
+    "RunInUseError",
+    "RunLock",
     "RunPaths",
     "resolve_model_file",
     "run_training",
@@ -61,6 +70,101 @@ class RunPaths:
         self.config = self.folder / "config.json"
         self.log = self.folder / "log.csv"
         self.samples = self.folder / "samples"
+        self.lock = self.folder / "train.lock"
+
+
+class RunInUseError(ConfigError):
+    """Another process holds the run folder's lock (:class:`RunLock`)."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder: one writer at a time.
+
+    ``fcntl.flock`` on ``<folder>/train.lock``, which records the holder (pid, host, start
+    time) while it is held. The operating system releases the lock when the holder exits,
+    however it exits, so a killed run never leaves its folder locked; the file stays, empty.
+    Where ``fcntl`` is missing (Windows) or the file system refuses locks, the folder is
+    used unlocked (with a warning in the second case).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The run folder (it must exist).
+
+    Raises
+    ------
+    RunInUseError
+        On entering, when another process holds the lock; the message names its pid.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with RunLock(folder):
+    ...     RunLock(folder).acquire()
+    Traceback (most recent call last):
+    ...
+    lineardiff.app.runs.RunInUseError: run folder ... is in use by another process (pid ...
+    """
+
+    def __init__(self, folder) -> None:
+        self.path = RunPaths(folder).lock
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`RunInUseError` naming the holder."""
+        if fcntl is None or self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise RunInUseError(
+                f"run folder {str(self.path.parent)!r} is in use by another process "
+                f"({holder}); wait for it to finish, or choose another --out"
+            ) from None
+        except OSError as err:  # e.g. ENOLCK: a network file system without locks
+            os.close(fd)
+            warnings.warn(f"RunLock: cannot lock {self.path} ({err.strerror}); two runs in "
+                          "this folder would not be stopped", RuntimeWarning, stacklevel=2)
+            return
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock back (the file stays, emptied)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        for _ in range(20):  # the holder writes its record just after it takes the lock
+            try:
+                record = json.loads(os.pread(fd, 4096, 0) or b"null")
+            except (OSError, ValueError):
+                record = None
+            if isinstance(record, dict) and "pid" in record:
+                return (f"pid {record['pid']} on host {record.get('host', '?')}, since "
+                        f"{record.get('since', '?')}")
+            time.sleep(0.05)
+        return "pid unknown"
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def writable_folder(path, what: str = "output folder") -> Path:
@@ -142,6 +246,24 @@ def train_seconds(log_csv) -> tuple[float, int]:
     return total, rows
 
 
+def recorded_meta(path, ck) -> dict:
+    """The run record (``config["meta"]``) of a loaded checkpoint; ``{}`` when it has none.
+
+    Raises
+    ------
+    CheckpointError
+        When the record, or the run configuration in it, is not a dict.
+    """
+    meta = ck.config.get("meta", {})
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"load_checkpoint: {path}: field 'config.meta': expected a dict, "
+                              f"got {type(meta).__name__}")
+    if meta.get("config") is not None and not isinstance(meta["config"], dict):
+        raise CheckpointError(f"load_checkpoint: {path}: field 'config.meta.config': expected "
+                              f"a dict, got {type(meta['config']).__name__}")
+    return meta
+
+
 def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) -> None:
     """Start a run folder from a model file's weights (EMA = weights), continuing its steps.
 
@@ -151,15 +273,21 @@ def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) 
     from ..training._checkpoint import Checkpoint, capture_rng, check_state_matches, save_checkpoint
 
     ck = load_checkpoint(model_file)
+    if ck.step > tc.steps:
+        raise ConfigError(
+            f"--init: {model_file} is at step {ck.step}, beyond [train] steps = {tc.steps}; "
+            f"set train.steps above {ck.step}"
+        )
     weights = ck.ema if ck.ema else ck.model
     check_state_matches(model_file, weights, net)
     net.load_state_dict(weights)
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     torch.manual_seed(tc.seed + ck.step)
+    meta = recorded_meta(model_file, ck)
     record["initialised_from"] = {
         "file": str(model_file), "step": ck.step,
-        "train_seconds": ck.config.get("meta", {}).get("train_seconds"),
-        "command": ck.config.get("meta", {}).get("command"),
+        "train_seconds": meta.get("train_seconds"),
+        "command": meta.get("command"),
     }
     save_checkpoint(paths.checkpoint, Checkpoint(
         net.state_dict(), {"train": dataclasses.asdict(tc), "meta": record}, ck.step,
@@ -173,9 +301,15 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     The folder receives ``config.json`` (the validated configuration), ``checkpoint.safetensors``
     (weights, EMA, optimiser and RNG state; exact resume), ``log.csv`` (one row per step) and
     ``samples/step_*.png`` (every ``[train] sample_every`` steps). An existing checkpoint is
-    resumed when its configuration matches (``steps`` may grow). Under ``torchrun``
+    resumed when its configuration matches (``steps`` may grow); the configuration is compared
+    again when the training loop loads it. Under ``torchrun``
     (``torchrun --standalone --nproc_per_node 2 -m lineardiff train --config ...``) every
     process trains its shard and rank 0 writes the files (see :func:`~lineardiff.train`).
+
+    The writing process (rank 0) holds the folder's :class:`RunLock` for the whole run, so a
+    second ``lineardiff train`` on the same folder fails at once naming the first one's pid,
+    and removes the temporary checkpoint files a killed write left behind
+    (:func:`~lineardiff.training._checkpoint.remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -194,18 +328,37 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
     -------
     Path
         The checkpoint file.
+
+    Raises
+    ------
+    RunInUseError
+        When another process trains in the same folder.
     """
     from ..training._distributed import init_distributed
 
     info = init_distributed()  # under torchrun: join the group; rank 0 alone writes files
     paths = RunPaths(writable_folder(cfg["train"]["out"]))
+    lock = RunLock(paths.folder)
+    if info.rank == 0:  # the one writer; the other ranks only read
+        lock.acquire()
+    try:
+        return _train_in(paths, cfg, info, argv=argv, resume=resume, progress=progress,
+                         init=init)
+    finally:
+        lock.release()
+
+
+def _train_in(paths: RunPaths, cfg: dict, info, *, argv, resume, progress, init) -> Path:
+    """:func:`run_training` once rank 0 holds the folder's lock."""
     torch.set_num_threads(int(cfg["train"].get("threads", 1)))
+    if info.rank == 0:
+        remove_stale_temporaries(paths.checkpoint)
     if not resume and paths.checkpoint.is_file() and info.rank == 0:
         paths.checkpoint.unlink()
         paths.log.unlink(missing_ok=True)
     history = None
     if paths.checkpoint.is_file():
-        old_meta = load_checkpoint(paths.checkpoint).config.get("meta", {})
+        old_meta = recorded_meta(paths.checkpoint, load_checkpoint(paths.checkpoint))
         history = old_meta.get("initialised_from")
         old = old_meta.get("config")
         if old is not None and _comparable(old) != _comparable(cfg):
@@ -237,6 +390,9 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
         "version": __version__,
         "torch": torch.__version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        # what train compares again when it loads the checkpoint (with the lock held this
+        # is the file checked above; without a lock, e.g. Windows, it may not be)
+        "resume_key": _comparable(cfg),
     }
     if history is not None:
         meta["initialised_from"] = history  # a resumed run keeps where it started from

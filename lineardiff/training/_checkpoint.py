@@ -1,100 +1,41 @@
-"""Checkpoints: safetensors weights plus JSON metadata, atomic writes, clear errors."""
+"""Checkpoints: safetensors weights plus JSON metadata, atomic writes, digests, clear errors."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import random
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
+
+from ._checkpoint_format import (
+    _META,
+    _META_SHA,
+    FORMAT,
+    Checkpoint,
+    CheckpointError,
+    _dtype_name,
+    _json_rng,
+    _sha256,
+    capture_rng,
+    restore_rng,
+)
+from ._checkpoint_read import load_checkpoint
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "capture_rng",
+    "check_optimizer_matches",
     "check_state_matches",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "restore_rng",
     "save_checkpoint",
 ]
-
-FORMAT = "lineardiff-checkpoint-1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, or does not match what it is loaded into."""
-
-
-@dataclass
-class Checkpoint:
-    """Everything a training run needs to resume exactly.
-
-    Attributes
-    ----------
-    model : dict of str to Tensor
-        The network's ``state_dict``.
-    config : dict
-        JSON-able description (model, process, data, training settings).
-    step : int
-        Optimiser steps taken.
-    ema : dict of str to Tensor, optional
-        EMA weights.
-    optimizer : dict, optional
-        An optimiser ``state_dict`` (tensors restored from the safetensors file).
-    rng : dict, optional
-        ``{"torch": ByteTensor, "numpy": state, "python": state}``.
-    extra : dict
-        Other JSON-able training state (e.g. the data order position).
-    """
-
-    model: dict
-    config: dict
-    step: int = 0
-    ema: dict | None = None
-    optimizer: dict | None = None
-    rng: dict | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def capture_rng() -> dict:
-    """The torch, numpy and Python global random states."""
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - the global state is what resumes need
-        "python": random.getstate(),
-    }
-
-
-def restore_rng(rng: dict) -> None:
-    """Restore states captured by :func:`capture_rng`."""
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])  # noqa: NPY002 - restores the global state
-    random.setstate(rng["python"])
-
-
-def _json_rng(rng: dict) -> dict:
-    kind, keys, pos, has_gauss, cached = rng["numpy"]
-    return {
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "python": [rng["python"][0], list(rng["python"][1]), rng["python"][2]],
-    }
-
-
-def _rng_from_json(meta: dict, torch_state: torch.Tensor) -> dict:
-    kind, keys, pos, has_gauss, cached = meta["numpy"]
-    version, state, gauss = meta["python"]
-    return {
-        "torch": torch_state,
-        "numpy": (kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached),
-        "python": (version, tuple(state), gauss),
-    }
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -106,7 +47,9 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
 
     Tensors go into one safetensors file (``model.*``, ``ema.*``, ``optim.*``, ``rng.torch``);
-    the rest is JSON in its metadata. Loading never unpickles code.
+    the rest is JSON in its metadata, with the dtype, shape and sha256 digest of every tensor.
+    A second metadata field holds the sha256 of that JSON text, so :func:`load_checkpoint`
+    detects a changed bit anywhere in the file. Loading never unpickles code.
 
     Parameters
     ----------
@@ -117,6 +60,11 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     Returns
     -------
     Path
+
+    Notes
+    -----
+    The temporary file is ``.<name>.<pid>.<random>.tmp`` beside ``path``; a write killed
+    midway leaves it behind, and :func:`remove_stale_temporaries` removes it on the next start.
 
     Examples
     --------
@@ -158,17 +106,25 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     if checkpoint.rng is not None:
         tensors["rng.torch"] = checkpoint.rng["torch"].clone()
         meta["rng"] = _json_rng(checkpoint.rng)
+    meta["tensors"] = {
+        name: {"dtype": _dtype_name(t), "shape": list(t.shape), "sha256": _sha256(t)}
+        for name, t in tensors.items()
+    }
     try:
         text = json.dumps(meta)
     except TypeError as err:
         raise CheckpointError(
             f"save_checkpoint: expected JSON-able config and state, got {err}"
         ) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"lineardiff": text})
+        save_file(tensors, tmp, metadata={_META: text, _META_SHA: digest})
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal rights
+        with open(tmp, "rb") as handle:  # on disk before it replaces the last good checkpoint
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -176,55 +132,53 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     return path
 
 
-def load_checkpoint(path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def _writer_is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes nothing while it starts
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
-    Raises
-    ------
-    CheckpointError
-        If the file is missing, truncated or corrupt, or not a lineardiff checkpoint; the
-        message names the file.
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Remove the temporary files that writes of ``path`` killed midway left behind.
+
+    A temporary file ``.<name>.<pid>.<random>.tmp`` (:func:`save_checkpoint`) is stale when
+    the process ``pid`` no longer runs, or is this one; one without a pid in its name was
+    written before pids were recorded and is stale too.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint file (it need not exist).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"load_checkpoint: expected a checkpoint file at {path}, found none")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get("lineardiff")
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(
-            f"load_checkpoint: {path} is corrupt or not a safetensors file ({err})"
-        ) from None
-    try:
-        meta = json.loads(raw) if raw is not None else None
-    except json.JSONDecodeError:
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"load_checkpoint: {path} is not a lineardiff checkpoint (format {FORMAT!r} expected)"
-        )
-    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    ema = (
-        {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} if meta["has_ema"] else None
-    )
-    optimizer = None
-    if "optimizer" in meta:
-        state = {}
-        for idx, slots in meta["optimizer"]["state"].items():
-            state[int(idx)] = {
-                name: tensors[f"optim.{idx}.{name}"] if kind == "tensor" else kind
-                for name, kind in slots.items()
-            }
-        optimizer = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
-    rng = _rng_from_json(meta["rng"], tensors["rng.torch"]) if "rng" in meta else None
-    return Checkpoint(
-        model, meta["config"], meta["step"], ema, optimizer, rng, meta.get("extra", {})
-    )
+    prefix = f".{path.name}."
+    removed = []
+    for tmp in sorted(path.parent.glob(f".{path.name}.*.tmp")):
+        middle = tmp.name[len(prefix):-len(".tmp")]
+        head = middle.split(".", 1)[0]
+        if "." in middle and head.isdigit() and _writer_is_alive(int(head)):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(tmp)
+    return removed
 
 
 def check_state_matches(path, state: dict, module: torch.nn.Module) -> None:
-    """Raise :class:`CheckpointError` naming the first key or shape that differs.
+    """Raise :class:`CheckpointError` naming the first key, shape or dtype that differs.
 
     Parameters
     ----------
@@ -249,3 +203,56 @@ def check_state_matches(path, state: dict, module: torch.nn.Module) -> None:
                 f"{path}: parameter {key!r} has shape {tuple(state[key].shape)} in the checkpoint, "
                 f"expected {tuple(value.shape)} by the model"
             )
+        if state[key].dtype != value.dtype:
+            raise CheckpointError(
+                f"{path}: parameter {key!r} has dtype {_dtype_name(state[key])} in the "
+                f"checkpoint, expected {_dtype_name(value)} by the model"
+            )
+
+
+def check_optimizer_matches(path, state: dict, optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`CheckpointError` unless an optimiser ``state_dict`` fits ``optimizer``.
+
+    The groups must hold as many parameters as the optimiser's; a state tensor that is not a
+    scalar (Adam's moments) must have its parameter's shape and dtype, a scalar one (Adam's
+    step) must be a float.
+
+    Parameters
+    ----------
+    path : str or Path
+        For the message.
+    state : dict
+        A loaded optimiser ``state_dict`` (:attr:`Checkpoint.optimizer`).
+    optimizer : torch.optim.Optimizer
+        What it is to be loaded into.
+    """
+    groups = optimizer.param_groups
+    saved = state["param_groups"]
+    sizes = [len(g["params"]) for g in groups]
+    saved_sizes = [len(g["params"]) for g in saved]
+    if sizes != saved_sizes:
+        raise CheckpointError(
+            f"{path}: the optimiser state holds parameter groups of sizes {saved_sizes}, "
+            f"expected {sizes} by the model (was it written for another configuration?)"
+        )
+    params = {
+        idx: p
+        for g_saved, g in zip(saved, groups, strict=True)
+        for idx, p in zip(g_saved["params"], g["params"], strict=True)
+    }
+    for idx, entry in state["state"].items():
+        param = params[idx]
+        for name, value in entry.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            where = f"{path}: optimiser state 'optim.{idx}.{name}'"
+            if value.dim() == 0:
+                if not value.dtype.is_floating_point:
+                    raise CheckpointError(f"{where}: expected a float scalar, got "
+                                          f"{_dtype_name(value)}")
+            elif value.shape != param.shape or value.dtype != param.dtype:
+                raise CheckpointError(
+                    f"{where}: expected shape {tuple(param.shape)} and dtype "
+                    f"{_dtype_name(param)} (its parameter's), got {tuple(value.shape)} and "
+                    f"{_dtype_name(value)}"
+                )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -20,9 +21,12 @@ from .._objectives import denoising_loss, sample_timesteps
 from .._process import DiffusionProcess
 from ._checkpoint import (
     Checkpoint,
+    CheckpointError,
     capture_rng,
+    check_optimizer_matches,
     check_state_matches,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_rng,
     save_checkpoint,
 )
@@ -165,10 +169,16 @@ def train(
     config : TrainConfig
     checkpoint : str or Path, optional
         File to write every ``config.checkpoint_every`` steps and at the end; with
-        ``resume`` an existing file is loaded first (its weights must match ``net``).
+        ``resume`` an existing file is loaded first (:func:`load_checkpoint` verifies it; its
+        weights, EMA and optimiser state must match ``net``, its step must not exceed
+        ``config.steps``). Temporary files that killed writes of it left behind are removed
+        first (:func:`remove_stale_temporaries`).
     resume : bool, default True
     meta : dict, optional
-        JSON-able description stored with the checkpoint (model and process settings).
+        JSON-able description stored with the checkpoint (model and process settings). When
+        it holds ``"resume_key"``, a checkpoint whose recorded meta holds another value is
+        refused instead of resumed (the command line stores the settings that must not change
+        there).
     progress : bool, default True
         A tqdm bar (steps/s, ETA, the loss).
     log_csv : str or Path, optional
@@ -284,7 +294,8 @@ def _private_rng(devices):
 class _State:
     """Optimiser, EMA weights and step of a run: fresh, or loaded from its checkpoint."""
 
-    def __init__(self, net, config: TrainConfig, checkpoint, resume: bool, device) -> None:
+    def __init__(self, net, config: TrainConfig, checkpoint, resume: bool, device,
+                 meta: dict | None) -> None:
         self.opt = torch.optim.AdamW(
             net.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -293,10 +304,12 @@ class _State:
         torch.manual_seed(config.seed)
         if checkpoint is not None and resume and Path(checkpoint).is_file():
             ck = load_checkpoint(checkpoint)
+            _check_resumable(checkpoint, ck, config, meta)
             check_state_matches(checkpoint, ck.model, net)
+            check_optimizer_matches(checkpoint, ck.optimizer, self.opt)
             net.load_state_dict(ck.model)
             self.opt.load_state_dict(ck.optimizer)
-            if ck.ema is not None:
+            if ck.ema is not None:  # load_checkpoint checked it against ck.model
                 self.ema = {k: v.to(device) for k, v in ck.ema.items()}
             self.step = ck.step
             restore_rng(ck.rng)
@@ -308,6 +321,37 @@ class _State:
                     self.ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
                 else:
                     self.ema[k].copy_(v)
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))]
+    return [] if a == b else [where or "the whole value"]
+
+
+def _check_resumable(path, ck: Checkpoint, config: TrainConfig, meta: dict | None) -> None:
+    """Refuse a checkpoint that is no training state, is past ``config.steps``, or was
+    written with another ``meta["resume_key"]`` (compared here, at the moment it is loaded)."""
+    if ck.optimizer is None or ck.rng is None:
+        raise CheckpointError(
+            f"train: {path} holds no optimiser or random state (a model file?); start a new "
+            "checkpoint from its weights instead"
+        )
+    if ck.step > config.steps:
+        raise CheckpointError(
+            f"train: {path} is at step {ck.step}, expected at most TrainConfig.steps = "
+            f"{config.steps}; raise steps to continue it"
+        )
+    recorded = ck.config.get("meta") if isinstance(ck.config.get("meta"), dict) else {}
+    if meta is None or "resume_key" not in meta or "resume_key" not in recorded:
+        return  # checkpoints written before resume keys existed were compared by the caller
+    diff = _differences(recorded["resume_key"], json.loads(json.dumps(meta["resume_key"])))
+    if diff:
+        raise CheckpointError(
+            f"train: {path} was trained with another configuration (differs in "
+            f"{', '.join(diff)}); use another checkpoint, or resume=False to start afresh"
+        )
 
 
 def _wrap(net, info: DistributedInfo, device, find_unused_parameters):
@@ -345,7 +389,9 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
     sizes = list(entries)
     device = next(net.parameters()).device
     dtype = next(net.parameters()).dtype
-    state = _State(net, config, checkpoint, resume, device)
+    if checkpoint is not None and is_main:
+        remove_stale_temporaries(checkpoint)
+    state = _State(net, config, checkpoint, resume, device, meta)
     record = {"train": asdict(config), "meta": meta or {}}
     comm_device = device if info.backend == "nccl" else torch.device("cpu")
     if world > 1:

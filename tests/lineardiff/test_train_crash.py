@@ -1,6 +1,7 @@
 """A training process killed with SIGKILL resumes from its last checkpoint with no lost or
 repeated step: the result equals an uninterrupted run, bit for bit, and its CSV log holds
-every step once."""
+every step once. Killed in the middle of writing a checkpoint, it leaves the previous one
+intact and a temporary file that the next start removes."""
 
 import os
 import signal
@@ -19,6 +20,18 @@ SCRIPT = textwrap.dedent(
     import sys, time, torch, models, lineardiff
     torch.set_num_threads(1)
     path, steps, slow = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    kill_at_save = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if kill_at_save:  # die with half of that checkpoint written to its temporary file
+        import os, signal
+        import lineardiff.training._checkpoint as ck
+        real_save, saves = ck.save_file, []
+        def dying_save(tensors, filename, metadata=None):
+            saves.append(filename)
+            real_save(tensors, filename, metadata=metadata)
+            if len(saves) == kill_at_save:
+                os.truncate(filename, os.path.getsize(filename) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+        ck.save_file = dying_save
     p = lineardiff.DDPM((1, 8, 8), T=50)
     g = torch.Generator().manual_seed(0)
     data = torch.where(torch.rand(32, 1, 1, 1, generator=g) < 0.5, -1.0, 1.0).expand(32, 1, 8, 8).clone()
@@ -40,10 +53,16 @@ def _run(args, **kwargs):
     return subprocess.Popen([sys.executable, "-c", SCRIPT, *map(str, args)], env=env, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The uninterrupted 10-step run both tests compare with."""
+    path = tmp_path_factory.mktemp("full") / "full.safetensors"
+    assert _run([path, 10, 0]).wait(timeout=120) == 0
+    return path
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    full = tmp_path / "full.safetensors"
-    assert _run([full, 10, 0]).wait(timeout=120) == 0
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, full):
     crashed = tmp_path / "crashed.safetensors"
     proc = _run([crashed, 10, 0.3])
     deadline = time.time() + 120
@@ -56,6 +75,22 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     step_at_kill = lineardiff.load_checkpoint(crashed).step
     assert 4 <= step_at_kill < 10  # killed mid-run, with a consistent checkpoint on disk
     assert _run([crashed, 10, 0]).wait(timeout=120) == 0
+    _assert_same_run(full, crashed)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killed_while_writing_a_checkpoint(tmp_path, full):
+    crashed = tmp_path / "crashed.safetensors"
+    assert _run([crashed, 10, 0, 2]).wait(timeout=120) == -signal.SIGKILL  # in its 2nd save
+    leftovers = list(tmp_path.glob(".crashed.safetensors.*.tmp"))
+    assert len(leftovers) == 1  # the half-written temporary file
+    assert lineardiff.load_checkpoint(crashed).step == 2  # the previous checkpoint, intact
+    assert _run([crashed, 10, 0]).wait(timeout=120) == 0
+    assert list(tmp_path.glob(".crashed.safetensors.*.tmp")) == []  # removed on restart
+    _assert_same_run(full, crashed)
+
+
+def _assert_same_run(full, crashed):
     a, b = lineardiff.load_checkpoint(full), lineardiff.load_checkpoint(crashed)
     assert a.step == b.step == 10
     for k, v in a.model.items():
