@@ -161,7 +161,7 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
-                       progress: bool = True, ilvr: bool | None = None,
+                       progress: bool = True, ilvr: bool = False,
                        ilvr_nsr: float = 1.5) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
@@ -182,8 +182,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     n, steps, seed, n_mc, out, progress
         As for :func:`evaluate_generation`.
     ilvr, ilvr_nsr
-        The conditioning of :func:`~lineardiff.super_resolve` (default: ILVR-style for SSD
-        from noise-to-signal ratio 1.5 up).
+        The conditioning of :func:`~lineardiff.super_resolve` (default: the entry state only).
 
     Returns
     -------
