@@ -9,10 +9,12 @@ Every checker takes ``(where, name, value, ...)`` and raises
 
 with the message ``"where: expected <what>, got <value>"``.
 
-The non-finite policy of the package (see the API conventions in the docs): processes,
-samplers, super-resolution inputs, metrics and the command line refuse NaN and inf in the
-data they are given, naming the argument, the count and the first bad index
-(:func:`check_finite`); linear operators stay NaN-transparent like torch.
+The non-finite policy of the package ("Conventions" in docs/architecture.rst): processes,
+samplers, super-resolution inputs, model outputs inside the samplers, metrics and the
+command line refuse NaN and inf in the data they are given, naming the argument, the count
+and the first bad index (:func:`check_finite` for tensors, :func:`check_finite_array` for
+NumPy arrays); linear operators stay NaN-transparent like torch. Seeds are ints in
+``[0, SEED_MAX]``; devices must exist here (:func:`check_device`).
 """
 
 from __future__ import annotations
@@ -20,16 +22,25 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
 __all__ = [
+    "SEED_MAX",
+    "check_device",
     "check_finite",
+    "check_finite_array",
     "check_int",
     "check_real",
     "check_shape2",
+    "check_spin_values",
     "check_time",
     "check_timesteps",
 ]
+
+
+#: Largest seed accepted anywhere (torch and NumPy both take seeds in [0, 2^63 - 1]).
+SEED_MAX = 2**63 - 1
 
 
 def check_int(where: str, name: str, value, minimum: int | None = None,
@@ -92,6 +103,90 @@ def check_finite(where: str, name: str, x: torch.Tensor) -> torch.Tensor:
                 f"{where}: expected finite {name}, got {bad.shape[0]} NaN or inf value"
                 f"{'s' if bad.shape[0] > 1 else ''} (the first at index {first})"
             )
+    return x
+
+
+def check_finite_array(where: str, name: str, a: np.ndarray) -> np.ndarray:
+    """:func:`check_finite` for a NumPy array (same message: the count and the first bad index)."""
+    if np.issubdtype(a.dtype, np.inexact):
+        ok = np.isfinite(a)
+        if not bool(ok.all()):
+            count = int(a.size - np.count_nonzero(ok))
+            first = tuple(int(i) for i in np.argwhere(~ok)[0])
+            raise ValueError(
+                f"{where}: expected finite {name}, got {count} NaN or inf value"
+                f"{'s' if count > 1 else ''} (the first at index {first})"
+            )
+    return a
+
+
+def check_device(where: str, name: str, device) -> torch.device:
+    """A :class:`torch.device` that exists in this build and on this machine.
+
+    Neither a str nor a :class:`torch.device` is a :class:`TypeError`; a string torch cannot
+    parse, or a device that is not available (CUDA on a CPU-only build, an index beyond the
+    device count, ``meta``), is a :class:`ValueError` naming the devices that are.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"{where}: expected {name} such as 'cpu' or 'cuda:0', got {device!r}"
+            ) from None
+    else:
+        raise TypeError(f"{where}: expected {name} as a str or torch.device, got {device!r}")
+    if dev.type == "cpu":
+        return dev
+    available = _available_devices()
+    if dev.type in ("cuda", "mps") and f"{dev.type}:{dev.index or 0}" in available:
+        return dev
+    why = ""
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = ("; this torch build has no CUDA" if torch.version.cuda is None
+               else "; no CUDA device is visible")
+    raise ValueError(
+        f"{where}: expected {name} among the available devices ({', '.join(available)}), "
+        f"got {str(device)!r}{why}"
+    )
+
+
+def _available_devices() -> list[str]:
+    """Names of the devices this process can use: ``cpu``, then ``cuda:i`` and ``mps:0``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps:0")
+    return names
+
+
+def check_spin_values(where: str, name: str, x: np.ndarray) -> np.ndarray:
+    """Ising data as NumPy: finite, and spins +-1 or real values around 0 (not 0/1 lattices).
+
+    ``sign`` turns any real field into spins, so 0/1 occupation numbers (or images in
+    ``[0, 1]``) would pass as an all-up lattice (``|m| = 1``) without a word. Spins have no
+    zeros and real model outputs take both signs, so data with no negative value and some
+    exact zeros is refused, with the fix (``2 * x - 1``); NaN and inf are refused by
+    :func:`check_finite_array`.
+    """
+    check_finite_array(where, name, x)
+    if x.size and not (x < 0).any() and not x.all():
+        fix = "map them to spins with 2 * x - 1"
+        if bool(np.all((x == 0) | (x == 1))):
+            raise ValueError(
+                f"{where}: expected {name} as spins +-1 or real values around 0, got only the "
+                f"values 0 and 1 (no -1); {fix}"
+            )
+        zeros = int(x.size - np.count_nonzero(x))
+        raise ValueError(
+            f"{where}: expected {name} as spins +-1 or real values around 0, got values in "
+            f"[0, {float(x.max()):g}] with {zeros} zero{'s' if zeros > 1 else ''} and none "
+            f"negative (0/1 or [0, 1] data?); {fix}"
+        )
     return x
 
 

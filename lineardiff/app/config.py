@@ -40,6 +40,7 @@ import copy
 import dataclasses
 import inspect
 import math
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,6 +49,7 @@ from typing import Any
 import models
 
 from .. import _members, _skild
+from .._checks import SEED_MAX
 from ..training import TrainConfig
 
 __all__ = [
@@ -103,6 +105,23 @@ _TRAIN_EXTRA = {"threads": 1, "out": "runs/run", "sample_every": 0, "sample_step
                 "sample_count": 16}
 _SAMPLE = {"steps": 50, "count": 16, "seed": 0, "clip": True}
 
+#: Ranges ``(low, high)`` of the integer keys this layer consumes itself (the library's
+#: classes check their own keywords): a value outside is refused here, naming the key,
+#: instead of failing deep in a run or being silently ignored.
+_INT_RANGES: dict[tuple[str, str], tuple[int, int | None]] = {
+    ("data", "L"): (2, None),
+    ("data", "n"): (1, None),
+    ("data", "seed"): (0, SEED_MAX),
+    ("data", "size"): (1, None),
+    ("train", "threads"): (1, None),
+    ("train", "sample_every"): (0, None),
+    ("train", "sample_steps"): (1, None),
+    ("train", "sample_count"): (1, None),
+    ("sample", "steps"): (1, None),
+    ("sample", "count"): (1, None),
+    ("sample", "seed"): (0, SEED_MAX),
+}
+
 
 def _kind(value) -> str:
     return type(value).__name__
@@ -140,6 +159,13 @@ def _check_value(table: str, key: str, value, default) -> Any:
     return value
 
 
+def _check_range(table: str, key: str, value, low: int, high: int | None) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and (
+            value < low or (high is not None and value > high)):
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"config [{table}] {key}: expected an integer {expected}, got {value}")
+
+
 def _check_table(table: str, given: Mapping, allowed: Mapping[str, Any]) -> dict:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
@@ -151,6 +177,8 @@ def _check_table(table: str, given: Mapping, allowed: Mapping[str, Any]) -> dict
     for key, default in allowed.items():
         if key in given:
             out[key] = _check_value(table, key, given[key], default)
+            if (table, key) in _INT_RANGES:
+                _check_range(table, key, out[key], *_INT_RANGES[table, key])
         elif default is ... or isinstance(default, _Required):
             raise ConfigError(f"config [{table}]: missing required key {key!r}")
     return out
@@ -322,9 +350,16 @@ def load_config(path, overrides=()) -> dict:
                 f"configs {', '.join(sorted(shipped))}"
             )
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config {p}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config {p}: expected a TOML file (UTF-8 text), got bytes that are not text "
+            f"(byte {err.start}: {err.object[err.start:err.start + 1]!r})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"config {p}: cannot be read ({err.strerror or err})") from None
     return validate_config(apply_overrides(raw, overrides))
 
 
@@ -376,6 +411,13 @@ def load_data(cfg: Mapping):
 
     With ``[data] sizes = [16, 24, 32]`` (Ising, mixed-resolution training of a DFU) a dict
     ``{L: tensor}`` with ``n`` configurations at each size.
+
+    Raises
+    ------
+    ConfigError
+        When the Ising cache folder (``[data] cache_dir``, else ``$LINEARDIFF_CACHE/ising``
+        or ``~/.cache/lineardiff/ising``) cannot take the generated file - checked before the
+        minutes of generation, unless the file is cached there already.
     """
     import torch
 
@@ -384,9 +426,12 @@ def load_data(cfg: Mapping):
     d = cfg["data"]
     if d["name"] == "ising":
         def at(L: int):
-            x = data_mod.ising_dataset(
-                L, d.get("n", 20_000), seed=d.get("seed", 0), cache_dir=d.get("cache_dir") or None
-            )
+            n, seed = d.get("n", 20_000), d.get("seed", 0)
+            folder = _ising_cache(d, L, n, seed)
+            try:
+                x = data_mod.ising_dataset(L, n, seed=seed, cache_dir=folder)
+            except OSError as err:
+                raise _cache_error(d, folder, err) from None
             return torch.from_numpy(x).to(torch.float32).unsqueeze(1)
 
         sizes = d.get("sizes") or []
@@ -394,6 +439,37 @@ def load_data(cfg: Mapping):
     if d["name"] == "digits":
         return data_mod.digits_dataset(d.get("size", 16))
     return data_mod.image_folder_dataset(d["path"], d["size"], channels=d.get("channels", 3))
+
+
+def _ising_cache(d: Mapping, L: int, n: int, seed: int) -> Path:
+    """The Ising cache folder, checked up front: generating the data takes minutes, and only
+    then would a folder that cannot take the file fail (unless the file is there already)."""
+    from ..data.ising import _cache_path, _default_cache_dir
+
+    folder = Path(d.get("cache_dir") or _default_cache_dir())
+    if _cache_path(folder, L, n, seed).is_file():
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise _cache_error(d, folder, err) from None
+    return folder
+
+
+def _cache_error(d: Mapping, folder: Path, err: OSError) -> ConfigError:
+    reason = err.strerror or str(err)
+    if d.get("cache_dir"):
+        return ConfigError(
+            f"config [data] cache_dir: expected a writable folder, got {str(folder)!r} "
+            f"({reason}); choose another, or leave it empty for the default "
+            "($LINEARDIFF_CACHE/ising or ~/.cache/lineardiff/ising)"
+        )
+    return ConfigError(
+        f"the Ising data cache folder {str(folder)!r} is not writable ({reason}); set "
+        "[data] cache_dir or the LINEARDIFF_CACHE environment variable to a writable folder"
+    )
 
 
 def build_process(cfg: Mapping, data=None, *, spectrum=None):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_device
 from .._denoiser import as_denoiser
 from .._objectives import default_prediction
 from ..training._checkpoint import (
@@ -106,6 +107,7 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
         A shipped model's name (see :func:`shipped_models`), a checkpoint file, or a run folder
         (its ``checkpoint.safetensors``).
     device : str or torch.device, default "cpu"
+        Where the network goes: ``"cpu"``, ``"cuda:0"``... (checked before the file is read).
     use_ema : bool, default True
         Load the EMA weights when the file has them.
 
@@ -120,7 +122,13 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
         digests where it has them - the shipped files predate them - and validates its
         contents), records no valid configuration, or holds weights whose names, shapes or
         dtypes differ from the configured network's.
+    ValueError
+        When ``device`` is not one torch knows or not available here (CUDA on a CPU-only
+        build, a GPU index beyond the device count), naming the available devices.
+    TypeError
+        When ``device`` is neither a str nor a :class:`torch.device`.
     """
+    device = check_device("load_model", "device", device)
     path = resolve_model_file(source)
     ck = load_checkpoint(path)
     meta = recorded_meta(path, ck)

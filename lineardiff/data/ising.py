@@ -15,7 +15,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_spin_values
 from ._exact import T_C
 
 __all__ = [
@@ -224,7 +224,7 @@ def _check_configs(where: str, configs) -> np.ndarray:
     configs = np.asarray(configs)
     if configs.ndim < 2 or configs.shape[-1] != configs.shape[-2]:
         raise ValueError(f"{where}: expected configs of shape (..., L, L), got {configs.shape}")
-    return configs
+    return check_spin_values(where, "configs", configs)
 
 
 def energy_per_site(configs) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._checks import check_finite_array
+
 __all__ = ["feature_matrix", "real_array", "same_dim"]
 
 
@@ -18,10 +20,7 @@ def real_array(where: str, name: str, x) -> np.ndarray:
         raise TypeError(f"{where}: expected {name} as an array, got {type(x).__name__}") from err
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"{where}: expected {name} as a real numeric array, got dtype {x.dtype}")
-    x = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{where}: expected finite {name}, got NaN or inf")
-    return x
+    return check_finite_array(where, name, x.astype(np.float64, copy=False))
 
 
 def feature_matrix(where: str, name: str, x, *, min_n: int = 2) -> np.ndarray:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, check_spin_values
 
 __all__ = ["block_consistency", "majority_blocks"]
 
 
-def _configs(where: str, x) -> np.ndarray:
+def _configs(where: str, x, name: str = "configs") -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     a = np.asarray(x)
@@ -20,8 +20,7 @@ def _configs(where: str, x) -> np.ndarray:
                          f"{np.shape(x)}")
     if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
         raise TypeError(f"{where}: expected real numbers, got dtype {a.dtype}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{where}: expected finite values, got NaN or inf")
+    check_spin_values(where, name, a)
     return np.where(a >= 0, 1, -1).astype(np.int64)
 
 
@@ -38,7 +37,8 @@ def majority_blocks(configs, b: int = 2, *, seed: int = 0) -> np.ndarray:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins (real values are binarised with ``sign``, ties to +1).
+        Spins +-1 or real values around 0 (binarised with ``sign``, ties to +1; 0/1 data
+        is refused).
     b : int, default 2
         Block side; must divide ``L``.
     seed : int, default 0
@@ -89,8 +89,8 @@ def block_consistency(outputs, coarse, b: int = 2) -> dict[str, float]:
     """
     where = "block_consistency"
     b = check_int(where, "b", b, 1)
-    s = _configs(where, outputs)
-    c = _configs(where, coarse)
+    s = _configs(where, outputs, "outputs")
+    c = _configs(where, coarse, "coarse")
     if s.shape[0] != c.shape[0] or s.shape[-1] != b * c.shape[-1]:
         raise ValueError(f"{where}: expected coarse of shape (n, L / {b}, L / {b}) for outputs "
                          f"{s.shape}, got {c.shape}")

@@ -250,7 +250,7 @@ def curve_estimates(
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
     curves : sequence of str, optional
         Which of :data:`CURVES` to compute.
     ls : int or sequence of int, optional
@@ -426,7 +426,8 @@ def hotelling(
     Parameters
     ----------
     a, b : array_like, shape (n_a, L, L) and (n_b, L, L)
-        Spins +-1 or real values (binarised with ``sign``), independent sets.
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused),
+        independent sets.
     curves : sequence of str, optional
         Which of :data:`CURVES` to test.
     ls, bs : optional

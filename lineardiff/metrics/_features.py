@@ -59,9 +59,15 @@ def _batch_features(where, x, extractor, value_range, quantize, start) -> np.nda
     lo, hi = value_range
     stop = start + x.shape[0]
     x = x.to(device=extractor.device, dtype=torch.float32)
-    if not bool(torch.isfinite(x).all()):
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = [int(i) for i in bad.nonzero()[0]]
+        first[0] += start
+        count = int(bad.sum())
         raise ValueError(
-            f"{where}: expected finite images, got NaN or inf in images[{start}:{stop}]"
+            f"{where}: expected finite images, got {count} NaN or inf value"
+            f"{'s' if count > 1 else ''} in images[{start}:{stop}] (the first at index "
+            f"{tuple(first)})"
         )
     x_min, x_max = float(x.min()), float(x.max())
     margin = 0.5 * (hi - lo)

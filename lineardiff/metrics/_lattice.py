@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_spin_values
+
 __all__ = ["as_numeric", "as_spins", "min_image_radius"]
 
 
@@ -30,14 +32,17 @@ def as_numeric(where: str, x) -> np.ndarray:
 
 
 def as_spins(where: str, configs, *, min_n: int = 1) -> np.ndarray:
-    """Validate ``(n, L, L)`` and return +-1 spins as float64 (sign, ties to +1)."""
+    """Validate ``(n, L, L)`` and return +-1 spins as float64 (sign, ties to +1).
+
+    The values are checked by :func:`check_spin_values` (finite; spins +-1 or real values
+    around 0, not 0/1 data).
+    """
     x = as_numeric(where, configs)
     if x.ndim != 3 or x.shape[-1] != x.shape[-2] or x.shape[-1] < 2:
         raise ValueError(f"{where}: expected configs of shape (n, L, L) with L >= 2, got {x.shape}")
     if x.shape[0] < min_n:
         raise ValueError(f"{where}: expected at least {min_n} configurations, got {x.shape[0]}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{where}: expected finite values, got NaN or inf")
+    check_spin_values(where, "configs", x)
     return np.where(x >= 0, 1.0, -1.0)
 
 

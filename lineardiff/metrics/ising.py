@@ -3,6 +3,8 @@
 Definitions, reference values and the pass rule follow ``docs/ising.rst``. Every observable wraps
 around the torus. Configurations are arrays of shape ``(n, L, L)``; real-valued model outputs are
 binarised with ``sign`` (ties to +1) on the way in, so every function also accepts them directly.
+Data that is neither spins +-1 nor real values around 0 is refused with a :class:`ValueError`:
+0/1 lattices (map them with ``2 * x - 1``), non-negative data with zeros, NaN and inf.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numbers
 import numpy as np
 from scipy import stats as _stats
 
-from .._checks import check_int
+from .._checks import check_int, check_spin_values
 from ..data import T_C, energy_per_site, magnetization
 from ._curves import CURVES, check_curves, compare_curves
 from ._lattice import as_numeric, as_spins, min_image_radius
@@ -50,7 +52,9 @@ def binarize(x) -> tuple[np.ndarray, float]:
     Parameters
     ----------
     x : array_like or Tensor, shape (\\*batch,)
-        Real values, e.g. generated configurations of shape ``(n, L, L)``.
+        Real values around 0, e.g. generated configurations of shape ``(n, L, L)``. NaN, inf
+        and 0/1 data (no negative value, some zeros) are refused: map 0/1 data with
+        ``2 * x - 1``.
 
     Returns
     -------
@@ -65,9 +69,7 @@ def binarize(x) -> tuple[np.ndarray, float]:
     >>> s.tolist(), soft
     ([1, -1, 1, -1], 0.5)
     """
-    a = as_numeric("binarize", x)
-    if not np.all(np.isfinite(a)):
-        raise ValueError("binarize: expected finite values, got NaN or inf")
+    a = check_spin_values("binarize", "x", as_numeric("binarize", x))
     spins = np.where(a >= 0, 1, -1).astype(np.int8)
     soft = float(np.mean(np.abs(a) < 0.5)) if a.size else 0.0
     return spins, soft
@@ -79,7 +81,7 @@ def two_point(configs) -> np.ndarray:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
 
     Returns
     -------
@@ -120,7 +122,7 @@ def radial_correlation(configs) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
 
     Returns
     -------
@@ -148,7 +150,7 @@ def structure_factor(configs) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
 
     Returns
     -------
@@ -181,7 +183,7 @@ def four_point_connected(configs, ls) -> np.ndarray:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
     ls : int or sequence of int
         Square sides, each in ``1 .. L - 1``.
 
@@ -228,7 +230,7 @@ def block_binder(configs, b: int) -> float:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
     b : int
         Block side; must divide ``L``. ``b = L`` gives the ordinary Binder cumulant.
 
@@ -263,7 +265,7 @@ def seam_energy(configs) -> np.ndarray:
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        Spins +-1 or real values (binarised with ``sign``).
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused).
 
     Returns
     -------
@@ -331,7 +333,8 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
     Parameters
     ----------
     configs : array_like, shape (n, L, L)
-        ``n >= 2`` configurations: spins +-1 or real values (binarised with ``sign``).
+        ``n >= 2`` configurations: spins +-1 or real values around 0 (binarised with
+        ``sign``; 0/1 data is refused).
     n_boot : int, optional
         Bootstrap replicates (resampling configurations with replacement).
     seed : int, optional
@@ -344,6 +347,13 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
         per site), ``abs_m`` (``<|m|>``), ``m`` (signed ``<m>``, 0 by symmetry), ``m2``, ``m4``,
         ``U`` (Binder ``1 - <m^4> / (3 <m^2>^2)``), ``chi`` (``N <m^2>``), ``C``
         (``K_c^2 N (<e^2> - <e>^2)`` with ``K_c = 1 / T_c``) and ``seam`` (:func:`seam_energy`).
+
+    Raises
+    ------
+    ValueError
+        For a wrong shape, fewer than 2 configurations, NaN or inf (naming the count and the
+        first index), or data that is neither spins +-1 nor real values around 0: a 0/1
+        lattice would read as all up (``|m| = 1``), so it is refused; map it with ``2 * x - 1``.
 
     Notes
     -----
@@ -372,7 +382,8 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
     Parameters
     ----------
     a, b : array_like, shape (n_a, L, L) and (n_b, L, L)
-        Spins +-1 or real values (binarised with ``sign``); at least 2 configurations each.
+        Spins +-1 or real values around 0 (binarised with ``sign``; 0/1 data is refused);
+        at least 2 configurations each.
     n_boot : int, optional
         Bootstrap replicates; ``a`` and ``b`` are resampled independently.
     seed : int, optional

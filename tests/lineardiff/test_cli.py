@@ -178,11 +178,11 @@ def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
         (["sample", "--model", "no-such-model", "--out", "{tmp}/s"], "no model file 'no-such-model'"),
         (["demo", "--model", "no-such-model", "--out", "/proc/forbidden"], "output folder '/proc/forbidden' is not writable"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/missing.npy", "--out", "{tmp}/u"], "--input: no file or folder"),
-        (["upscale", "--model", "{run}", "--input", "{tmp}/nan.npy", "--out", "{tmp}/u"], "holds NaN or inf"),
+        (["upscale", "--model", "{run}", "--input", "{tmp}/nan.npy", "--out", "{tmp}/u"], r"nan.npy: expected finite values, got 16 NaN or inf values \(the first at index \(0, 0, 0\)\)"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/odd.npy", "--out", "{tmp}/u"], r"expected inputs at one of the model's resolutions \[4\], got 3"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/rgb.npy", "--out", "{tmp}/u"], r"expected inputs with 1 channel\(s\), got \(1, 3, 4, 4\)"),
         (["upscale", "--model", "{run}", "--input", "{tmp}/flat.npy", "--out", "{tmp}/u"], r"--input: expected an array \(n, h, w\) or \(n, C, h, w\), got \(4, 4\)"),
-        (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "generate: expected n >= 1, got 0"),
+        (["sample", "--model", "{run}", "--n", "0", "--out", "{tmp}/s"], "argument --n: expected an integer >= 1, got 0"),
         (["sample", "--model", "{tmp}/garbage.safetensors", "--out", "{tmp}/s"], "garbage.safetensors"),
     ],
 )

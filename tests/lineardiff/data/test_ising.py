@@ -336,3 +336,14 @@ def test_dataset_argument_errors(tmp_path):
         ising_dataset(0, 5, cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"ising_dataset: expected seed >= 0, got -3"):
         ising_dataset(8, 5, seed=-3, cache_dir=tmp_path)
+
+
+def test_observables_refuse_occupation_numbers():
+    from lineardiff.data import energy_per_site, magnetization
+
+    ones = np.ones((2, 4, 4))
+    ones[0, 1, 2] = 0.0  # a 0/1 lattice: passes as spins only by mistake
+    for f in (energy_per_site, magnetization):
+        with pytest.raises(ValueError, match=r"map them to spins with 2 \* x - 1"):
+            f(ones)
+    assert energy_per_site(np.ones((1, 4, 4)))[0] == -2.0  # the ground state is accepted

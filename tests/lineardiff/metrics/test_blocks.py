@@ -60,7 +60,7 @@ test_errors_name_the_problem = raises_test(
         (
             lambda: majority_blocks(np.full((1, 4, 4), np.nan)),
             ValueError,
-            "majority_blocks: expected finite values",
+            r"majority_blocks: expected finite configs, got 16 NaN or inf values \(the first at index \(0, 0, 0\)\)",
         ),
         (lambda: majority_blocks(np.ones((1, 4, 4)), 0), ValueError, "majority_blocks: expected b >= 1, got 0"),
         (

@@ -347,7 +347,7 @@ test_errors = raises_test(
         (
             lambda: hotelling(np.ones((2, 4, 4)), np.full((2, 4, 4), np.nan)),
             ValueError,
-            r"hotelling \(b\): expected finite values",
+            r"hotelling \(b\): expected finite configs, got 32 NaN or inf values \(the first at index",
         ),
         (
             lambda: hotelling_statistic(np.ones((2, 2)), np.eye(2)),

@@ -114,7 +114,8 @@ test_compute_features_errors = raises_test(
         (
             lambda: compute_features(_with_nan(6, 4), EXT, batch_size=3),
             ValueError,
-            r"compute_features: expected finite images, got NaN or inf in images\[3:6\]",
+            r"compute_features: expected finite images, got 1 NaN or inf value in images\[3:6\] "
+            r"\(the first at index \(4, 0, 1, 1\)\)",
         ),
         (
             lambda: compute_features(

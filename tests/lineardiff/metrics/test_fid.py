@@ -150,7 +150,7 @@ test_fid_errors = raises_test(
         (
             lambda: fid(np.full((5, 3), np.nan), A),
             ValueError,
-            "fid: expected finite features_a, got NaN or inf",
+            r"fid: expected finite features_a, got 15 NaN or inf values \(the first at index \(0, 0\)\)",
         ),
         (
             lambda: fid(np.array([["a"]]), A),
@@ -185,7 +185,7 @@ test_frechet_distance_errors = raises_test(
         (
             lambda: frechet_distance(Z, EYE, Z, np.full((2, 2), np.inf)),
             ValueError,
-            "frechet_distance: expected finite sigma2, got NaN or inf",
+            r"frechet_distance: expected finite sigma2, got 4 NaN or inf values \(the first at",
         ),
         (
             lambda: frechet_distance(Z, EYE, Z, EYE, eps=0),

@@ -284,7 +284,7 @@ test_errors = raises_test(
         (
             lambda: summary(np.full((2, 4, 4), np.nan)),
             ValueError,
-            "summary: expected finite values",
+            r"summary: expected finite configs, got 32 NaN or inf values \(the first at index \(0, 0, 0\)\)",
         ),
         (
             lambda: summary(np.ones((2, 4, 4)), n_boot=1),

@@ -129,7 +129,7 @@ test_kid_errors = raises_test(
         (
             lambda: kid(A, np.full((10, 3), np.nan)),
             ValueError,
-            "kid: expected finite features_b, got NaN or inf",
+            r"kid: expected finite features_b, got 30 NaN or inf values \(the first at index",
         ),
     ]
 )
