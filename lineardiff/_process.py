@@ -11,7 +11,7 @@ import torch
 import linops
 from linops._structure import shifted_kronecker
 
-from ._checks import check_finite, check_int, check_timesteps
+from ._checks import check_finite, check_int, check_real, check_timesteps
 
 __all__ = ["DiffusionProcess", "LinearDiffusion", "Posterior"]
 
@@ -30,6 +30,8 @@ def _as_data(where: str, name: str, x, shape) -> torch.Tensor:
                          f"{_fmt(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{where}: expected a non-empty batch {name}, got shape {_fmt(x.shape)}")
+    if x.device.type == "meta":
+        raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
     if x.dtype in (torch.float16, torch.bfloat16):
         raise TypeError(f"{where}: expected {name} as float32 or float64 (the operators' "
                         f"precision), got {x.dtype}; convert it with {name}.float()")
@@ -188,11 +190,18 @@ class DiffusionProcess:
         if s >= t:
             raise ValueError(f"{where}: expected s < t, got s={s}, t={t}")
         expected = {"x_t": self.shape_at(t), "x0": self.shape_at(0), "signal_s": self.shape_at(s)}
+        batch = None
         for name, x in tensors.items():
             shp = expected[name]
             if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != shp:
                 got = _fmt(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise ValueError(f"{where}: expected {name} of shape (N, *{_fmt(shp)}), got {got}")
+            if batch is not None and x.shape[0] != batch[1]:
+                raise ValueError(f"{where}: expected {name} with the batch size of {batch[0]} "
+                                 f"({batch[1]}), got {x.shape[0]}")
+            batch = batch or (name, x.shape[0])
+            if x.device.type == "meta":
+                raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
         return t, s
 
 
@@ -228,7 +237,12 @@ class LinearDiffusion(DiffusionProcess):
 
     def __init__(self, scales, bases, sigmas, shape, *, name: str = "LinearDiffusion") -> None:
         self.name = name
-        scales = [float(c) for c in scales]
+        scales = [check_real(name, f"scale c_{t}", c) for t, c in enumerate(scales, start=1)]
+        shape = tuple(shape)
+        for i, n in enumerate(shape):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"{name}: expected shape of positive ints, got {shape!r} "
+                                 f"(entry {i} is {n!r})")
         bases = list(bases)
         sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
         T = len(scales)

@@ -7,6 +7,7 @@ import torch
 from lineardiff import (
     DDPM,
     SKILD,
+    LinearDiffusion,
     PowerSpectrumFit,
     ScaleSpaceDiffusion,
     TrainConfig,
@@ -117,3 +118,16 @@ def test_upscale_arguments():
 def test_train_config_refuses_wrong_kinds(kwargs, error, message):
     with pytest.raises(error, match=message):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: DDPM((1, -8, 8)), r"DDPM: expected shape of positive ints, got \(1, -8, 8\) \(entry 1 is -8\)"),
+    (lambda: DDPM((1, 0, 8)), r"DDPM: expected shape of positive ints, got \(1, 0, 8\)"),
+    (lambda: LinearDiffusion([float("nan")], [None], [0.0, 1.0], (1, 4, 4)), r"LinearDiffusion: expected scale c_1 in \(-inf, inf\), got nan"),
+    (lambda: LinearDiffusion([float("inf")], [None], [0.0, 1.0], (1, 4, 4)), r"LinearDiffusion: expected scale c_1 in \(-inf, inf\), got inf"),
+    (lambda: DDPM((1, 4, 4), T=10).posterior(torch.zeros(2, 1, 4, 4), torch.zeros(3, 1, 4, 4), 5, 4), r"DDPM.posterior: expected x0 with the batch size of x_t \(2\), got 3"),
+    (lambda: ScaleSpaceDiffusion((1, 8, 8), n_levels=2, T=10).q_sample(torch.zeros(2, 1, 8, 8, device="meta"), 3), r"q_sample: expected x0 with data, got a meta tensor"),
+])
+def test_process_construction_and_posterior_inputs(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
