@@ -67,7 +67,7 @@ def linear_betas(
     (torch.Size([1000]), torch.float64, 0.0001, 0.02)
     """
     where = "linear_betas"
-    T = check_int(where, "T", T)
+    T = check_int(where, "T", T, 1)
     beta_start = check_real(where, "beta_start", beta_start, low=0.0, high=1.0)
     beta_end = check_real(where, "beta_end", beta_end, low=0.0, high=1.0)
     if beta_end < beta_start:
@@ -107,7 +107,7 @@ def cosine_betas(T: int = 1000, *, s: float = 0.008, max_beta: float = 0.999) ->
     (torch.Size([1000]), 4.128e-05, 0.999)
     """
     where = "cosine_betas"
-    T = check_int(where, "T", T)
+    T = check_int(where, "T", T, 1)
     s = check_real(where, "s", s, low=0.0, open_low=False)
     max_beta = check_real(where, "max_beta", max_beta, low=0.0, high=1.0, open_high=False)
     steps = torch.arange(T + 1, dtype=torch.float64) / T
@@ -212,8 +212,8 @@ def pyramid(max_res: int, n_levels: int) -> tuple[int, ...]:
     (8, 16, 32, 64)
     """
     where = "pyramid"
-    max_res = check_int(where, "max_res", max_res)
-    n_levels = check_int(where, "n_levels", n_levels)
+    max_res = check_int(where, "max_res", max_res, 1)
+    n_levels = check_int(where, "n_levels", n_levels, 1)
     factor = 2 ** (n_levels - 1)
     if max_res % factor:
         raise ValueError(
@@ -264,8 +264,8 @@ def convex_decay_levels(T: int, n_levels: int, *, gamma: float = 0.5) -> torch.T
     [3, 3, 2, 2, 1, 1, 0, 0]
     """
     where = "convex_decay_levels"
-    T = check_int(where, "T", T)
-    n = check_int(where, "n_levels", n_levels)
+    T = check_int(where, "T", T, 1)
+    n = check_int(where, "n_levels", n_levels, 1)
     gamma = check_real(where, "gamma", gamma, low=0.0)
     if T == 1:
         return torch.full((1,), n - 1, dtype=torch.long)
@@ -302,8 +302,8 @@ def equal_levels(T: int, n_levels: int) -> torch.Tensor:
     tensor([3, 3, 2, 2, 1, 1, 0, 0])
     """
     where = "equal_levels"
-    T = check_int(where, "T", T)
-    n = check_int(where, "n_levels", n_levels)
+    T = check_int(where, "T", T, 1)
+    n = check_int(where, "n_levels", n_levels, 1)
     if T == 1:
         return torch.full((1,), n - 1, dtype=torch.long)
     t = torch.arange(T, dtype=torch.long)

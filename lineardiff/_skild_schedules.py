@@ -50,7 +50,7 @@ def skild_lambda(t, H: int, *, lambda_f: float = 1.57, theta: float = 5.0) -> to
     """
     where = "skild_lambda"
     t64, dtype = check_time(where, "t", t)
-    H = check_int(where, "H", H)
+    H = check_int(where, "H", H, 1)
     lambda_f = check_real(where, "lambda_f", lambda_f, low=0.0)
     theta = check_real(where, "theta", theta, low=0.0)
     lambda_i = math.sqrt(2) * math.pi * (H - 1)
