@@ -299,9 +299,7 @@ def measure_overhead_parts(setting: Setting, kind: str, repeats: int = 20) -> di
     def clip():
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
 
-    times = _median_times(
-        dict(data_and_loss=data_and_loss, ema=ema_update, clip=clip), repeats
-    )
+    times = _median_times(dict(data_and_loss=data_and_loss, ema=ema_update, clip=clip), repeats)
     return {name: statistics.median(v) * 1e3 for name, v in times.items()}
 
 
@@ -429,7 +427,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--only", choices=["64px", "16px"], default=None)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round each")
     parser.add_argument(
-        "--smoke", action="store_true", help="the smallest run: checks that it works (about a minute)"
+        "--smoke",
+        action="store_true",
+        help="the smallest run: checks that it works (about a minute)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

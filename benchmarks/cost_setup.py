@@ -289,7 +289,6 @@ def sampling_steps(setting: Setting, steps: int | None = None) -> dict[str, list
     return dict(ssd=ssd_steps, ddpm=lineardiff.respace(setting.ddpm, len(ssd_steps)))
 
 
-
 class StepTimer:
     """Seconds of the posterior part of each sampling step, split by resolution change.
 

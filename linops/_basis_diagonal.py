@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ._base import LinearOperator
-from ._utils import TensorCache, cast_like, format_shape
+from ._elementary import _cast_kept
+from ._utils import TensorCache, format_shape
 
 __all__ = ["BasisDiagonal"]
 
@@ -24,7 +25,8 @@ class BasisDiagonal(LinearOperator):
     basis : LinearOperator
         A unitary operator (``basis.is_unitary``) with ``in_shape == out_shape``.
     diag : Tensor
-        The eigenvalues ``d``, broadcastable to ``basis.out_shape``.
+        The eigenvalues ``d``, broadcastable to ``basis.out_shape``. It is kept, not
+        copied: if it requires grad, gradients reach it (matrix functions included).
 
     Notes
     -----
@@ -75,7 +77,7 @@ class BasisDiagonal(LinearOperator):
             )
         super().__init__(basis.in_shape, basis.in_shape)
         self.basis = basis
-        self.diag = diag.detach()
+        self.diag = diag
         self.is_self_adjoint = not diag.is_complex()
         self.is_complex = basis.is_complex or diag.is_complex()
         self._cache = TensorCache()
@@ -88,7 +90,7 @@ class BasisDiagonal(LinearOperator):
         return BasisDiagonal(self.basis, diag)
 
     def _d(self, x):
-        return self._cache.get((x.dtype, x.device), lambda: cast_like(self.diag, x))
+        return _cast_kept(self.diag, x, self._cache)
 
     def _supports_complex(self) -> bool:
         return True

@@ -8,7 +8,7 @@ import numbers
 import torch
 
 from ._base import LinearOperator
-from ._utils import TensorCache, as_shape, cast_like, format_shape
+from ._utils import TensorCache, as_shape, cast_like, cast_scalar, format_shape
 
 __all__ = ["Dense", "Diagonal", "Identity", "ScaledIdentity"]
 
@@ -50,8 +50,9 @@ class ScaledIdentity(LinearOperator):
     ----------
     shape : sequence of int
         Per-sample shape.
-    scale : float or complex
-        The scalar ``c``.
+    scale : float, complex or 0-d Tensor
+        The scalar ``c``. A tensor that requires grad is kept as a tensor (so that
+        gradients reach it); any other tensor is turned into a Python number.
 
     Examples
     --------
@@ -62,16 +63,19 @@ class ScaledIdentity(LinearOperator):
 
     def __init__(self, shape, scale) -> None:
         super().__init__(shape, shape)
-        if isinstance(scale, torch.Tensor) and scale.dim() == 0:
+        if isinstance(scale, torch.Tensor) and scale.dim() == 0 and not scale.requires_grad:
             scale = scale.item()
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Number):
+        keep = isinstance(scale, torch.Tensor) and scale.dim() == 0 and scale.requires_grad
+        if not keep and (isinstance(scale, bool) or not isinstance(scale, numbers.Number)):
             raise TypeError(
                 f"ScaledIdentity: expected a real or complex scalar scale, got {scale!r}"
             )
         self.scale = scale
-        self.is_self_adjoint = not isinstance(scale, complex)
-        self.is_complex = isinstance(scale, complex)
-        self.is_unitary = math.isclose(abs(scale), 1.0, rel_tol=0, abs_tol=1e-15)
+        complex_scale = scale.is_complex() if keep else isinstance(scale, complex)
+        self.is_self_adjoint = not complex_scale
+        self.is_complex = complex_scale
+        size = float(scale.detach().abs()) if keep else abs(scale)
+        self.is_unitary = math.isclose(size, 1.0, rel_tol=0, abs_tol=1e-15)
 
     def __repr__(self) -> str:
         return f"ScaledIdentity(shape={format_shape(self.in_shape)}, scale={self.scale})"
@@ -79,16 +83,32 @@ class ScaledIdentity(LinearOperator):
     def _adjoint(self) -> LinearOperator:
         if self.is_self_adjoint:
             return self
-        return ScaledIdentity(self.in_shape, self.scale.conjugate())
+        return ScaledIdentity(self.in_shape, _conj(self.scale))
 
     def _supports_complex(self) -> bool:
         return True
 
     def _apply(self, x):
-        return self.scale * x
+        return cast_scalar(self.scale, x) * x
 
     def _apply_adjoint(self, y):
-        return self.scale.conjugate() * y
+        return _conj(cast_scalar(self.scale, y)) * y
+
+
+def _conj(c):
+    return c.conj() if isinstance(c, torch.Tensor) else c.conjugate()
+
+
+def _cast_kept(t: torch.Tensor, like: torch.Tensor, cache: TensorCache) -> torch.Tensor:
+    """``t`` cast like ``like``; cached per (dtype, device) unless ``t`` requires grad.
+
+    A cast of a tensor that requires grad is a node of the caller's graph: a cached one
+    would tie every later call to the graph of the first (a second backward through it
+    fails) and would miss in-place updates of ``t`` by an optimiser.
+    """
+    if t.requires_grad:
+        return cast_like(t, like)
+    return cache.get((like.dtype, like.device), lambda: cast_like(t, like))
 
 
 class Diagonal(LinearOperator):
@@ -97,7 +117,9 @@ class Diagonal(LinearOperator):
     Parameters
     ----------
     diag : Tensor
-        The multiplier ``d``, real or complex. It must broadcast to ``shape``.
+        The multiplier ``d``, real or complex. It must broadcast to ``shape``. It is
+        kept, not copied: if it requires grad, gradients of everything computed with
+        the operator reach it.
     shape : sequence of int, optional
         Per-sample shape; defaults to ``diag.shape``. Use it with a
         broadcastable ``diag``, e.g. a per-channel gain of shape ``(C, 1, 1)``
@@ -136,13 +158,13 @@ class Diagonal(LinearOperator):
                 f"got diag of shape {format_shape(diag.shape)}"
             )
         super().__init__(shape, shape)
-        self.diag = diag.detach()
+        self.diag = diag
         self.is_complex = diag.is_complex()
         self.is_self_adjoint = not self.is_complex
         self._cache = TensorCache()
 
     def _d(self, x):
-        return self._cache.get((x.dtype, x.device), lambda: cast_like(self.diag, x))
+        return _cast_kept(self.diag, x, self._cache)
 
     def _supports_complex(self) -> bool:
         return True
@@ -160,7 +182,8 @@ class Dense(LinearOperator):
     Parameters
     ----------
     matrix : Tensor, shape (m, n)
-        Real or complex matrix.
+        Real or complex matrix. It is kept, not copied: if it requires grad,
+        gradients of everything computed with the operator reach it.
     in_shape : sequence of int, optional
         Per-sample input shape with ``prod(in_shape) == n``; default ``(n,)``.
     out_shape : sequence of int, optional
@@ -199,12 +222,12 @@ class Dense(LinearOperator):
                 f"got {format_shape(out_shape)}"
             )
         super().__init__(in_shape, out_shape)
-        self.matrix = matrix.detach()
+        self.matrix = matrix
         self.is_complex = matrix.is_complex()
         self._cache = TensorCache()
 
     def _m(self, x):
-        return self._cache.get((x.dtype, x.device), lambda: cast_like(self.matrix, x))
+        return _cast_kept(self.matrix, x, self._cache)
 
     def _supports_complex(self) -> bool:
         return True

@@ -97,11 +97,9 @@ class Kronecker(LinearOperator):
             if isinstance(f, LinearOperator):
                 m = f.to_dense(dtype=dtype, device=device)
             else:
-                m = dense_copy(
-                    f.detach().to(
-                        device=device, dtype=complex_dtype(dtype) if f.is_complex() else dtype
-                    )
-                )
+                m = f.to(device=device, dtype=complex_dtype(dtype) if f.is_complex() else dtype)
+                # a copy with row-major strides; one that requires grad keeps its history
+                m = m.contiguous() if m.requires_grad else dense_copy(m)
             out.append(m)
         return out[0], out[1]
 
@@ -121,7 +119,21 @@ class Kronecker(LinearOperator):
         """
         dtype = real_dtype(dtype)
         device = torch.device("cpu") if device is None else torch.device(device)
+        if self._grad_inputs():
+            # factors that carry the caller's graph are rebuilt at every call: a cached one
+            # would tie later calls to the first graph and miss in-place parameter updates
+            factors = self._build_factors(dtype, device)
+            if factors[0].requires_grad or factors[1].requires_grad:
+                return factors
         return self._factor_cache.get((dtype, device), lambda: self._build_factors(dtype, device))
+
+    def _grad_inputs(self) -> bool:
+        """Whether a factor may carry gradients: a tensor that requires grad, or an operator."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(
+            isinstance(f, LinearOperator) or f.requires_grad for f in getattr(self, "_inputs", ())
+        )
 
     def _matrices_for(self, x: torch.Tensor):
         mh, mw = self.factor_matrices(dtype=real_dtype(x.dtype), device=x.device)
@@ -145,6 +157,8 @@ class Kronecker(LinearOperator):
         out_hw = self.in_shape[-2:] if adjoint else self.out_shape[-2:]
         if self.is_complex or x.requires_grad or out_hw[0] * out_hw[1] < _banded.MIN_PIXELS:
             return None
+        if self._grad_inputs() and any(m.requires_grad for m in self.factor_matrices()):
+            return None  # the compiled kernel has no backward
 
         def build():
             mh, mw = self.factor_matrices(dtype=torch.float64)

@@ -73,20 +73,35 @@ def test_matmul_composes_operators_and_refuses_tensors():
     # the batch convention applies A to the rows of x; torch's A @ x would act on columns
     torch.testing.assert_close(A.apply(x), x @ A.matrix.T)
     torch.testing.assert_close(A(x), A.apply(x))
-    with pytest.raises(TypeError, match=r"Dense @ Tensor: expected a LinearOperator on the right of @.*A.apply\(x\) or A\(x\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"Dense @ Tensor: expected a LinearOperator on the right of @.*A.apply\(x\) or A\(x\)",
+    ):
         A @ x
-    with pytest.raises(TypeError, match=r"Tensor @ Dense: expected LinearOperators on both sides of @"):
+    with pytest.raises(
+        TypeError, match=r"Tensor @ Dense: expected LinearOperators on both sides of @"
+    ):
         x @ A
     assert isinstance(A @ A, linops.Composed)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("make", [lambda: linops.Resize((1, 8, 8), (4, 4)),
-                                  lambda: linops.FFT2((1, 8, 8)),
-                                  lambda: linops.Diagonal(torch.ones(1, 8, 8))])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: linops.Resize((1, 8, 8), (4, 4)),
+        lambda: linops.FFT2((1, 8, 8)),
+        lambda: linops.Diagonal(torch.ones(1, 8, 8)),
+    ],
+)
 def test_half_precision_is_refused_with_the_argument_named(make, dtype):
     op = make()
-    with pytest.raises(TypeError, match=rf"{op.name}.apply: expected x as float32, float64, complex64 or complex128, got {dtype}"):
+    with pytest.raises(
+        TypeError,
+        match=rf"{op.name}.apply: expected x as float32, float64, complex64 or complex128, got {dtype}",
+    ):
         op.apply(torch.ones(2, 1, 8, 8, dtype=dtype))
-    with pytest.raises(ValueError, match=rf"{op.name}.apply: expected x with data, got a tensor on the meta device"):
+    with pytest.raises(
+        ValueError, match=rf"{op.name}.apply: expected x with data, got a tensor on the meta device"
+    ):
         op.apply(torch.ones(2, 1, 8, 8, device="meta"))
