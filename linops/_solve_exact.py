@@ -129,7 +129,7 @@ def _kronecker_route(A, dtype, device) -> ExactRoute | None:
     lam_h, _ = _cached_eigh((sk.kron.G_h + sk.kron.G_h.T) / 2)
     lam_w, _ = _cached_eigh((sk.kron.G_w + sk.kron.G_w.T) / 2)
     eig = sk.a + sk.b * lam_h[:, None] * lam_w[None, :]
-    floor = _rcond(A, dtype) * float(eig.abs().max())
+    floor = _rcond(A, dtype) * float(eig.detach().abs().max())
 
     def reciprocal(e):
         big = e.abs() > floor

@@ -400,8 +400,8 @@ def test_auto_reorth_skips_the_basis_where_nothing_needs_it():
     """sqrt on a large space: the residual estimate needs no orthogonality, so "auto" never
     projects against the basis, with the same steps and error as full reorthogonalisation
     (which is 2-10x slower at 64 px)."""
-    A, _ = _ssd_covariance(48, 0.999)
-    v = torch.randn(4, 48, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    A, _ = _ssd_covariance(32, 0.999)
+    v = torch.randn(4, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     exact = linops.sqrtm(A, v).value.reshape(4, -1)
     auto = _run(A, v, "sqrt", "auto", 1e-8, max_iters=300)
     full = _run(A, v, "sqrt", "full", 1e-8, max_iters=300)
@@ -418,8 +418,8 @@ def test_auto_reorth_switches_to_full_when_the_estimate_needs_it():
     recurrence until the estimated loss of orthogonality passes min(sqrt(eps), tol / 100),
     then reorthogonalises every step; same steps and error as "full" (partial
     reorthogonalisation at sqrt(eps) had left 2e-12 here, unseen by the estimate)."""
-    A0, _ = _ssd_covariance(32, 0.999)
-    v = torch.randn(2, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    A0, _ = _ssd_covariance(24, 0.999)
+    v = torch.randn(2, 24, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     A = -100.0 * A0
     want = linops.expm(A, v).value.reshape(2, -1)
     for tol in [1e-6, 1e-11]:
