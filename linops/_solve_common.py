@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 
 from ._base import LinearOperator
 from ._funm import ConvergenceError
-from ._utils import complex_dtype, format_shape, real_dtype
+from ._utils import adjoint_mismatch, complex_dtype, format_shape, real_dtype
 
 __all__ = ["SolveResult"]
 
@@ -149,19 +149,7 @@ def check_self_adjoint(A: LinearOperator, what: str, where: str, dtype, device) 
     """
     if A.is_self_adjoint:
         return
-    g = torch.Generator(device="cpu").manual_seed(20261122)
-    u = torch.randn(A.in_shape, dtype=torch.float64, generator=g).to(device=device, dtype=dtype)
-    w = torch.randn(A.in_shape, dtype=torch.float64, generator=g).to(device=device, dtype=dtype)
-    with torch.no_grad():
-        Au, Aw = A.apply(u), A.apply(w)
-    lhs = torch.vdot(Au.reshape(-1), w.reshape(-1))
-    rhs = torch.vdot(u.reshape(-1), Aw.reshape(-1))
-    scale = max(
-        float(torch.linalg.vector_norm(Au) * torch.linalg.vector_norm(w)),
-        float(torch.linalg.vector_norm(u) * torch.linalg.vector_norm(Aw)),
-    )
-    mismatch = abs(complex(lhs - rhs)) / scale if scale > 0 else 0.0
-    tol = 10 * torch.finfo(dtype).eps * math.sqrt(2 * A.shape[0])
+    mismatch, tol, _ = adjoint_mismatch(A, dtype, device)
     if mismatch > tol:
         raise ValueError(
             f"{where}: expected {what} to be self-adjoint, got {A.name} with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -86,3 +87,25 @@ class TensorCache:
 
     def __getstate__(self):
         return {"_store": {}}
+
+
+def adjoint_mismatch(A, dtype, device) -> tuple[float, float, bool]:
+    """Randomised symmetry test of an operator: ``(mismatch, tol, finite)``.
+
+    ``mismatch = |<A u, w> - <u, A w>|`` relative to the norms for two fixed random vectors,
+    ``tol = 10 eps sqrt(2 n)`` (the rounding of two inner products of length ``n``), and
+    whether ``A`` returned finite values. Shared by the matrix functions and the solvers.
+    """
+    g = torch.Generator(device="cpu").manual_seed(20261122)
+    u = torch.randn(A.in_shape, dtype=torch.float64, generator=g).to(device=device, dtype=dtype)
+    w = torch.randn(A.in_shape, dtype=torch.float64, generator=g).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        Au, Aw = A.apply(u), A.apply(w)
+    finite = bool(torch.isfinite(Au).all() and torch.isfinite(Aw).all())
+    lhs, rhs = torch.vdot(Au.reshape(-1), w.reshape(-1)), torch.vdot(u.reshape(-1), Aw.reshape(-1))
+    scale = max(
+        float(torch.linalg.vector_norm(Au) * torch.linalg.vector_norm(w)),
+        float(torch.linalg.vector_norm(u) * torch.linalg.vector_norm(Aw)),
+    )
+    mismatch = abs(complex(lhs - rhs)) / scale if scale > 0 else 0.0
+    return mismatch, 10 * torch.finfo(dtype).eps * math.sqrt(2 * A.shape[0]), finite
