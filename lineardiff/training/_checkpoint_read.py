@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load as load_bytes
 
 from ._checkpoint_format import (
     _IMPLAUSIBLE,
@@ -55,10 +55,18 @@ def _short(value) -> str:
 
 
 def _read_file(path: Path) -> tuple[dict, dict, str | None]:
+    # One read of the whole file, parsed from memory: a training run may replace the file
+    # (os.replace) at any moment, and two opens could pair one checkpoint's metadata with the
+    # next one's tensors.
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
+        data = path.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or size > len(data) - 8:
+            raise ValueError(f"a header of {size} bytes in a file of {len(data)}")
+        header = json.loads(data[8:8 + size])
+        metadata = header.get("__metadata__") if isinstance(header, dict) else None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        tensors = load_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as err:
         raise CheckpointError(
             f"load_checkpoint: {path} is corrupt or not a safetensors file ({err})"
