@@ -17,7 +17,7 @@ from ._function import FunctionOperator
 from ._funm import ConvergenceError, FunmResult, expm, funm, invsqrtm, logm, sqrtm
 from ._fused import kron_matvec, lanczos_step, triton_available
 from ._kronecker import Kronecker
-from ._lanczos import clear_workspace
+from ._lanczos_basis import clear_workspace
 from ._pinv import pinv
 from ._resize import Resize
 from ._scipy import as_scipy

@@ -1,4 +1,10 @@
-"""Batched Lanczos for ``f(A) v`` with an a-posteriori error estimate."""
+"""Batched Lanczos for ``f(A) v`` with an a-posteriori error estimate.
+
+The iteration (:func:`lanczos_funm`) and ``f(T_k) e_1`` with its stable backward live
+here; the basis storage, the reorthogonalisation and the residual estimate in
+:mod:`linops._lanczos_basis`, :mod:`linops._lanczos_reorth` and
+:mod:`linops._lanczos_estimate`.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from . import _banded
 from ._fused import lanczos_step
+from ._lanczos_basis import _Basis, _GraphBasis
+from ._lanczos_estimate import _gap, _RateTransfer, residual_estimate
+from ._lanczos_reorth import _gram_schmidt, _Orthogonality
 
 WINDOW = 6  # convergence ratios remembered (slowest one used)
 FLOOR = 1e-3  # errors are relative to max(||f(A) v||, FLOOR ||f(A)|| ||v||)
 SAFETY = 2.0  # margin on the geometric tail, see benchmarks/bench_funm.py
 #: functions with a Stieltjes-type integral form, for which the residual estimate applies
 STIELTJES = ("sqrt", "invsqrt", "log")
-EVERY_STEP_UNTIL = 8  # residual mode: check at every step this far (the eigh is tiny)
-MAX_GAP_FRACTION = 4  # residual mode: at most k // MAX_GAP_FRACTION steps between checks
 REORTH_MODES = ("auto", "full", "none")
 
 
@@ -126,303 +132,6 @@ class TridiagonalFunction(torch.autograd.Function):
             G, offset=-1, dim1=-2, dim2=-1
         )
         return grad_alpha, grad_beta, None, None
-
-
-# ------------------------------------------------------------------- estimates
-def residual_estimate(kind: str, theta, S, beta_k):
-    """``||f(A) v - y_k|| / ||v||`` from the Lanczos residual, for a Stieltjes-type ``f``.
-
-    With ``A Q_k = Q_k T_k + beta_k q_{k+1} e_k^T`` (this holds to rounding with or
-    without reorthogonalisation), the shifted systems have collinear residuals
-    ``(A + t) Q_k (T_k + t)^{-1} e_1 - v / ||v|| = beta_k eta_k(t) q_{k+1}``,
-    ``eta_k(t) = e_k^T (T_k + t)^{-1} e_1``, which has one sign for ``t >= 0``. From
-    ``sqrt(x) = (1/pi) int_0^inf t^{-1/2} x / (x + t) dt`` (and the analogous forms of
-    ``x^{-1/2}`` and ``log x``) the error is an integral of ``(A + t)^{-1} q_{k+1}``,
-    bounded with ``||(A + t)^{-1}|| <= 1 / (lambda_min + t)``; the integrals are closed
-    forms in the Ritz pairs (``g`` below). See Ilic, Turner and Simpson, IMA J. Numer.
-    Anal. 30 (2010) 1044-1061, and Chen, Greenbaum, Musco and Musco, SIAM J. Matrix Anal.
-    Appl. 43 (2022) 787-811. ``lambda_min`` is unknown; we use the smallest Ritz value
-    ``theta_1`` (an upper bound on it, converging from above) less its residual
-    ``beta_k |s_k1|`` (the interval of that width around ``theta_1`` holds an eigenvalue),
-    but at least ``theta_1 / 2``, which is what makes this an estimate rather than a
-    bound. Early, while ``theta_1`` is far from converged, that is ``theta_1 / 2`` (what
-    this code always used before); once it has converged it is ``theta_1``, 1.5x tighter
-    at SSD's critical point.
-    """
-    # the smallest Ritz value less its residual (an interval around it holds an eigenvalue),
-    # at least half of it: early on, when it is far above lambda_min, this is smaller
-    residual_1 = beta_k * S[:, -1, 0].abs()
-    mu = torch.maximum(theta[:, 0] - residual_1, 0.5 * theta[:, 0]).unsqueeze(1)
-    positive = theta[:, 0] > 0
-    th = torch.where(positive.unsqueeze(1), theta, torch.ones_like(theta))
-    mu = torch.where(positive.unsqueeze(1), mu, torch.ones_like(mu))
-    if kind == "sqrt":  # int_0^inf t^{1/2} / ((t + a)(t + b)) dt = pi / (sqrt a + sqrt b)
-        g = 1 / (th.sqrt() + mu.sqrt())
-    elif kind == "invsqrt":  # int t^{-1/2} / ((t + a)(t + b)) dt = pi / (sqrt(ab)(sqrt a + sqrt b))
-        g = 1 / ((th * mu).sqrt() * (th.sqrt() + mu.sqrt()))
-    else:  # log: int 1 / ((t + a)(t + b)) dt = log(a / b) / (a - b), 1 / a when a = b
-        gap = th - mu
-        distinct = gap > 1e-8 * th
-        g = torch.where(
-            distinct, torch.log(th / mu) / torch.where(distinct, gap, torch.ones_like(gap)), 1 / th
-        )
-    est = beta_k * (S[:, -1, :] * S[:, 0, :] * g).sum(1).abs()
-    return torch.where(positive, est, torch.full_like(est, math.inf))
-
-
-# ------------------------------------------------------------------- workspace
-#: the chunks of the last finished basis, reused by the next run of the same (B, n, dtype,
-#: device): first writes to fresh memory page-fault, which cost as much as the matvec at 64 px
-_SPARE: dict[tuple, list[torch.Tensor]] = {}
-SPARE_BYTES = 1 << 30  # a finished basis larger than this is freed, not kept
-
-
-def clear_workspace() -> None:
-    """Free the Krylov-basis memory that Lanczos keeps for its next call.
-
-    :func:`linops.funm` (method ``"lanczos"``) keeps the storage of its last Krylov basis
-    (at most 1 GiB) and reuses it when the next call has the same batch shape, dtype and
-    device: writing to freshly allocated memory page-faults, which on a CPU costs as much
-    as the structured matvec itself. Call this to give the memory back. Runs that record
-    gradients never use or keep this storage.
-
-    Examples
-    --------
-    >>> import linops
-    >>> linops.clear_workspace()
-    """
-    _SPARE.clear()
-
-
-class _Basis:
-    """The Krylov vectors of every right-hand side, in chunks that are never copied.
-
-    Chunk ``i`` is a ``(c_i, B, n)`` tensor, so each vector slot is one contiguous
-    ``(B, n)`` block: the matvec and the three-term update read and write unit-stride
-    rows (a ``(B, c_i, n)`` layout made every slot strided, and torch's ``vecdot`` ran 6x
-    slower on it). The reorthogonalisation and the final combination contract over the
-    chunks. Chunks double the capacity, so there are ``O(log k)`` of them. Vectors are
-    written in place: this storage is for runs that autograd does not record.
-    """
-
-    def __init__(self, first: torch.Tensor, capacity: int):
-        self.capacity = capacity
-        B, n = first.shape
-        self.key = (B, n, first.dtype, first.device)
-        # reused storage, taken so no one else shares it; never storage that joined a graph
-        self.spare = [c for c in _SPARE.pop(self.key, []) if not c.requires_grad]
-        self.chunks: list[torch.Tensor] = [self._new_chunk(min(16, capacity))]
-        self.size = 0
-        self.append(first)
-
-    def _new_chunk(self, grow: int) -> torch.Tensor:
-        if self.spare and self.spare[0].shape[0] == grow:
-            return self.spare.pop(0)
-        self.spare = []  # a different growth pattern: allocate from here on
-        B, n, dtype, device = self.key
-        return torch.empty((grow, B, n), dtype=dtype, device=device)
-
-    def release(self) -> None:
-        """Hand the storage to the next run (see :func:`clear_workspace`)."""
-        chunks = [c for c in self.chunks if c.device.type == "cpu"]  # CUDA has a caching allocator
-        if (
-            chunks
-            and not any(c.requires_grad for c in chunks)
-            and sum(c.numel() * c.element_size() for c in chunks) <= SPARE_BYTES
-        ):
-            _SPARE.clear()
-            _SPARE[self.key] = chunks
-        self.chunks = []
-
-    def append(self, q: torch.Tensor) -> None:
-        self.next_slot().copy_(q)
-
-    def last(self) -> torch.Tensor:
-        """The ``(B, n)`` view of the newest vector."""
-        start = 0
-        for c in self.chunks:
-            if self.size - 1 < start + c.shape[0]:
-                return c[self.size - 1 - start]
-            start += c.shape[0]
-        raise IndexError("empty basis")
-
-    def next_slot(self) -> torch.Tensor:
-        """The ``(B, n)`` view that holds the next vector (counted as appended)."""
-        used = sum(c.shape[0] for c in self.chunks)
-        if self.size == used:
-            grow = min(max(16, used), self.capacity - used)
-            self.chunks.append(self._new_chunk(grow))
-            used += grow
-        last = self.chunks[-1]
-        slot = last[self.size - (used - last.shape[0])]
-        self.size += 1
-        return slot
-
-    def views(self, k: int):
-        """``(chunk, start)`` pairs covering the first ``k`` vectors, chunks ``(m, B, n)``."""
-        start = 0
-        for c in self.chunks:
-            if start >= k:
-                break
-            yield c[: min(c.shape[0], k - start)], start
-            start += c.shape[0]
-
-    def orthogonalise(self, w: torch.Tensor, k: int) -> torch.Tensor:
-        """``w - Q_k Q_k^T w`` (classical Gram-Schmidt, one pass)."""
-        # bmm on the (B, m, n) transposed views: no copy, ~1.6x einsum's speed
-        hs = [torch.bmm(c.transpose(0, 1), w.unsqueeze(2)) for c, _ in self.views(k)]
-        for (c, _), h in zip(self.views(k), hs, strict=True):
-            w = w - torch.bmm(h.transpose(1, 2), c.transpose(0, 1)).squeeze(1)
-        return w
-
-    def combine(self, coef: torch.Tensor) -> torch.Tensor:
-        """``Q_k c`` for coefficients ``(B, k)``."""
-        out = None
-        for c, start in self.views(coef.shape[1]):
-            part = torch.bmm(
-                coef[:, start : start + c.shape[0]].unsqueeze(1), c.transpose(0, 1)
-            ).squeeze(1)
-            out = part if out is None else out.add_(part)
-        return out
-
-
-class _GraphBasis:
-    """The Krylov vectors as a list of tensors that autograd records (no in-place writes).
-
-    Used when the operator's tensors require grad: the run is backpropagated through, so
-    every vector stays alive for the backward pass (memory ``O(k B n)``, plus ``k B n``
-    per step that orthogonalises against the whole basis).
-    """
-
-    def __init__(self, first: torch.Tensor, capacity: int):
-        self.vectors = [first]
-
-    @property
-    def size(self) -> int:
-        return len(self.vectors)
-
-    def append(self, q: torch.Tensor) -> None:
-        self.vectors.append(q)
-
-    def last(self) -> torch.Tensor:
-        return self.vectors[-1]
-
-    def release(self) -> None:
-        pass
-
-    def stacked(self, k: int) -> torch.Tensor:
-        return torch.stack(self.vectors[:k], 1)
-
-    def orthogonalise(self, w: torch.Tensor, k: int) -> torch.Tensor:
-        Q = self.stacked(k)  # noqa: N806
-        h = torch.bmm(Q, w.unsqueeze(2))
-        return w - torch.bmm(Q.transpose(1, 2), h).squeeze(2)
-
-    def combine(self, coef: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(coef.unsqueeze(1), self.stacked(coef.shape[1])).squeeze(1)
-
-
-# ---------------------------------------------------------------- orthogonality
-class _Orthogonality:
-    """Simon's estimate of the loss of orthogonality, ``omega_{k+1, j} ~ q_{k+1}^T q_j``.
-
-    The three-term recurrence keeps the new vector orthogonal to the previous two; its
-    inner products with the older ones grow from rounding as Ritz values converge (Paige).
-    Simon's recurrence (H. D. Simon, Math. Comp. 42 (1984) 115-142; as in PROPACK) tracks
-    their size from ``alpha`` and ``beta`` alone, ``O(k)`` scalar work per step and right-hand
-    side: ``beta_k w_{k+1,j} = beta_j w_{k,j+1} + (alpha_j - alpha_k) w_{k,j} + beta_{j-1}
-    w_{k,j-1} - beta_{k-1} w_{k-1,j}``, plus a rounding term ``2 eps ||A|| / beta_k`` taken in
-    the direction that grows ``|w|`` (so it overestimates: ~100x in our measurements).
-
-    :func:`lanczos_funm` switches to full reorthogonalisation when the estimate passes
-    ``threshold = max(100 eps, min(sqrt(eps), tol / 100))``, and never goes back. Why full
-    and not partial: projecting out a loss of size ``omega`` breaks the Lanczos relation
-    ``A Q = Q T + beta q e^T`` by ``omega beta`` -- harmless for Ritz values (second order)
-    but first order for ``f(A) v``: partial reorthogonalisation at ``sqrt(eps)`` left
-    ``2e-12`` errors that the estimate did not see where the plain recurrence had ``2e-14``;
-    switching early, while the loss is still far below ``tol``, and then keeping the basis
-    orthogonal at every step costs that error nothing.
-    """
-
-    def __init__(self, B: int, dtype, capacity: int, tol: float):  # noqa: N803
-        self.eps = torch.finfo(dtype).eps
-        self.threshold = max(100 * self.eps, min(math.sqrt(self.eps), 0.01 * tol))
-        # scalar work on (B, k) arrays: numpy, float64 (torch's per-op overhead dominated)
-        self.alpha = np.zeros((B, capacity))
-        self.beta = np.zeros((B, capacity))
-        self.prev = np.zeros((B, 0))  # w_{k-1, 1..k-1}
-        self.cur = np.ones((B, 1))  # w_{k, 1..k}
-
-    def step(self, k: int, alpha, beta, anorm) -> bool:
-        """Advance to ``w_{k+1, .}`` after step ``k``; True when it needs reorthogonalising."""
-        al, be = self.alpha, self.beta
-        al[:, k - 1] = alpha.double().cpu().numpy()
-        be[:, k - 1] = beta_k = beta.double().cpu().numpy()
-        an = anorm.double().cpu().numpy()[:, None]
-        safe = np.where(beta_k > 0, beta_k, 1.0)[:, None]
-        cur, prev = self.cur, self.prev
-        if k >= 2:
-            b = be[:, : k - 1]  # beta_j, j = 1..k-1
-            body = b * cur[:, 1:k] + (al[:, : k - 1] - al[:, k - 1 : k]) * cur[:, : k - 1]
-            body[:, 1:] += b[:, :-1] * cur[:, : k - 2]  # beta_{j-1} w_{k, j-1}
-            body -= be[:, k - 2 : k - 1] * prev[:, : k - 1]
-            body /= safe
-            body += np.where(body >= 0, 1.0, -1.0) * (2 * self.eps * an / safe)
-            body[beta_k <= 0] = 0.0
-        else:
-            body = np.zeros((cur.shape[0], 0))
-        local = np.minimum(self.eps * an / safe, 1.0)  # w_{k+1, k}
-        self.prev, self.cur = cur, np.concatenate([body, local, np.ones_like(local)], 1)
-        return body.size > 0 and bool((np.abs(body) > self.threshold).any())
-
-
-class _RateTransfer:
-    """The residual estimate, tightened by the decay it showed since an earlier check.
-
-    The residual estimate ``R_k`` overestimates the error by a factor ``c_k`` that grows
-    with ``k`` (its ``1 / (lambda_min + t)`` assumes ``q_{k+1}`` sits at the bottom of the
-    spectrum, and the bottom is resolved ever better): at 0.999 of SSD's feasibility limit
-    ``c`` goes from 1.5 at ``k = 5`` to 10 at 50 and 150 at 120 (64 px), and to 60 at 40
-    steps at 32 px. The differences of iterates measure the error of an *earlier* iterate
-    instead: ``e_j <= ||y_k - y_j|| + e_k <= D + R_k``. If ``c`` did not shrink between
-    ``j`` and ``k``, the errors fell at least as fast as the estimates, ``e_k / e_j <= R_k /
-    R_j``, so ``e_k <= (D + R_k) R_k / R_j``. That is used, at most ``R_k``, with ``j`` the
-    latest check at least :data:`TRANSFER_SPAN` steps back where ``R_k <= R_j / 10`` (so
-    ``D`` is nearly ``e_j``), and only while the estimates fell steadily -- no drop by more
-    than :data:`TRANSFER_JUMP` per step between checks since ``j``: a sudden drop means a
-    part of the spectrum was just resolved and ``c`` collapsed (clustered spectra), where
-    the transfer would underestimate. Relative to ``||v||``, like ``R_k``.
-    """
-
-    def __init__(self) -> None:
-        self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-
-    def estimate(self, k: int, coef: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        best = residual
-        done = torch.zeros_like(residual, dtype=torch.bool)
-        steady = torch.ones_like(done)
-        after_k, after = k, residual
-        for j, coef_j, res_j in reversed(self.history):
-            per_step = (res_j / after.clamp_min(1e-300)) ** (1.0 / (after_k - j))
-            steady = steady & (per_step <= TRANSFER_JUMP)
-            after_k, after = j, res_j
-            q = residual / res_j.clamp_min(1e-300)
-            use = (q <= 0.1) & ~done & steady & (k - j >= TRANSFER_SPAN) & (res_j > 0)
-            if bool(use.any()):
-                pad = coef.new_zeros(coef.shape[0], k - j)
-                diff = torch.linalg.vector_norm(coef - torch.cat([coef_j, pad], 1), dim=1)
-                moved = TRANSFER_SAFETY * (diff + residual) * q
-                best = torch.where(use, torch.minimum(best, moved), best)
-            done = done | (q <= 0.1)
-            if bool(done.all()):
-                break
-        self.history.append((k, coef, residual))
-        return best
-
-
-TRANSFER_SPAN = 4  # steps between the two checks a transfer uses, at least
-TRANSFER_JUMP = 5.0  # a larger drop of the residual estimate in one step stops the transfer
-TRANSFER_SAFETY = 2.0  # margin for c shrinking a little (measured: down to 0.56 of it at 64 px)
 
 
 def _three_term(w, q, q_prev, beta_prev, alpha=None, out=None):
@@ -773,40 +482,3 @@ def _check_finite(anorm: torch.Tensor, k: int, where: str) -> None:
             f"{where}: the operator returned NaN or inf for a finite unit vector (by step {k}, "
             f"right-hand side {row}): it holds non-finite values"
         )
-
-
-def _gram_schmidt(basis, w: torch.Tensor, k: int):
-    """``w`` orthogonalised against the first ``k`` basis vectors, and its norm.
-
-    Classical Gram-Schmidt, repeated only when the pass removed a large part of ``w``
-    (Kahan-Parlett "twice is enough": ``||w||`` falling below ``1/sqrt(2)`` of its size
-    signals cancellation); after the three-term recurrence it rarely does.
-    """
-    for _ in range(2):
-        before = torch.linalg.vector_norm(w, dim=1)
-        w = basis.orthogonalise(w, k)
-        after = torch.linalg.vector_norm(w, dim=1)
-        if bool((after.detach() >= 0.7071 * before.detach()).all()):
-            break
-    return w, after
-
-
-def _gap(k: int, pending: torch.Tensor, last_check, tol: float) -> int:
-    """Steps to the next check of the residual estimate.
-
-    Every step while ``k < 8``; then the steps that the decay rate seen since the last
-    check predicts until the worst pending estimate reaches ``tol`` (70% of them, so a
-    check lands just before rather than after), between 1 and ``k // 4``.
-    """
-    if k < EVERY_STEP_UNTIL or pending.numel() == 0:
-        return 1
-    cap = max(1, k // MAX_GAP_FRACTION)
-    worst = float(pending.max())
-    if last_check is None or not math.isfinite(worst) or worst <= 0:
-        return 1
-    k0, e0 = last_check
-    if not (math.isfinite(e0) and e0 > worst):
-        return cap  # stalled: the estimate did not decrease, look again later
-    rate = math.log(worst / e0) / (k - k0)  # < 0
-    steps = math.log(tol / worst) / rate
-    return int(min(cap, max(1, math.floor(0.7 * steps))))

@@ -13,7 +13,7 @@ from ._algebra import Adjoint, Composed, Scaled, Sum
 from ._base import LinearOperator
 from ._basis_diagonal import BasisDiagonal
 from ._elementary import Diagonal, Identity, ScaledIdentity
-from ._funm import _cached_eigh, _exact_kronecker, _symmetric
+from ._funm_exact import _cached_eigh, _exact_kronecker, _symmetric
 from ._structure import shifted_kronecker
 from ._utils import cast_like, real_dtype
 
