@@ -30,6 +30,13 @@ core makes absolute times swing by 2-3x between runs):
   plus the first ``funm`` call on that problem, against a warm call on the compiled route
   in the same process: at most 0.5 s more.
 
+Peer (issue 14, deliverable 6): ``test_ciq_linear_operator``, linear_operator's contour
+integral quadrature (CIQ; in the ``bench`` extra, skipped without it) computing the same
+``A^{1/2} v`` matrix-free on the same operator and the same 64 vectors, its settings tuned to
+a true error of at most 1e-5 and 1e-10, each timed against ``test_batched_lanczos`` at
+``tol`` equal to that target (``reorth="auto"``), on the threads our loop's rule gives the
+same work (``linops._banded.kernel_threads``); see ``peers_linear_operator.py``.
+
 Run ``pytest benchmarks/bench_funm.py --benchmark-enable`` for times and speed-ups (add
 ``-k "defaults or first_call" -s`` for the two above), and ``python benchmarks/bench_funm.py``
 for the error-vs-iterations figure (``docs/_static/funm_convergence.png``) and an accuracy
@@ -55,6 +62,7 @@ import linops
 DEVICE = os.environ.get("LINEARDIFF_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
 N, M, BATCH, C = 64, 32, 64, 3
 ROUNDS = int(os.environ.get("LINEARDIFF_BENCH_ROUNDS", "3"))  # medians of this many warm runs
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def covariance(point: str, n: int = N, m: int = M):
@@ -167,6 +175,69 @@ def test_batched_lanczos(benchmark, data, point, tol, reorth):
     )
     if reorth != "none":
         assert res.converged and err <= tol
+
+
+# ------------------------------------- peer (issue 14, deliverable 6): linear_operator's CIQ
+# The cheapest settings of a small grid (nodes 1-20, MINRES tolerance 1e-2-1e-12, 5-200
+# Lanczos steps for the interval; 16 right-hand sides) whose true error is at most the target.
+# At the critical point the default 20 Lanczos steps leave a floor of 8.5e-10 (15 nodes,
+# MINRES tolerance 1e-10); 50 steps are needed for 1e-10. At the typical point MINRES meets
+# any tolerance at its first check (10 steps), so the nodes set the accuracy.
+CIQ_SETTINGS = {
+    ("typical", 1e-5): dict(quad=2, minres_tol=1e-4, lanczos=5),
+    ("typical", 1e-10): dict(quad=3, minres_tol=1e-4, lanczos=5),
+    ("critical", 1e-5): dict(quad=6, minres_tol=3e-4, lanczos=20),
+    ("critical", 1e-10): dict(quad=12, minres_tol=1e-9, lanczos=50),
+}
+
+
+@pytest.mark.parametrize("target", [1e-5, 1e-10])
+def test_ciq_linear_operator(benchmark, data, point, target):
+    """linear_operator's CIQ on the same A^{1/2} v, against our Lanczos at ``tol=target``."""
+    pytest.importorskip("linear_operator")
+    if _HERE not in sys.path:  # pytest's importlib mode does not put this folder on sys.path
+        sys.path.insert(0, _HERE)
+    from peers_linear_operator import ciq_sqrt, wrap
+
+    from linops._banded import cpu_threads, kernel_threads
+
+    v, oracle = data
+    K = wrap(operator(point), v.dtype, v.device)
+    opts = CIQ_SETTINGS[point, target]
+    _tag(benchmark, point, f"linear_operator CIQ target {target:g}", baseline=False)
+    benchmark.extra_info["baseline"] = f"test_batched_lanczos[{point}-{target}-auto]"
+    threads = []
+
+    def ciq():
+        # the thread rule of our Lanczos loop, for the work of one multi-shift MINRES step:
+        # on a shared machine two threads would cost the peer 3-5x (see kernel_threads)
+        threads.append(kernel_threads((opts["quad"] + 1) * v.numel()))
+        with cpu_threads(threads[-1]):
+            return ciq_sqrt(K, v, **opts)
+
+    out = benchmark.pedantic(ciq, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    err = rel_error(out, oracle[point])
+    products = K.calls // (ROUNDS + 1)
+    benchmark.extra_info.update(rel_error=err, products=products, threads=max(threads), **opts)
+    print(
+        f"\n{point} linear_operator CIQ target {target:g} ({opts['quad']} nodes, MINRES tol "
+        f"{opts['minres_tol']:g}, {opts['lanczos']} Lanczos steps, {max(threads)} thread(s)): "
+        f"{products} products with A, true error {err:.2e}"
+    )
+    assert err <= target
+
+
+def test_ciq_adapter_inverse_sqrt():
+    """The wrapped operator through linear_operator's public ``sqrt_inv_matmul`` (untimed)."""
+    pytest.importorskip("linear_operator")
+    if _HERE not in sys.path:
+        sys.path.insert(0, _HERE)
+    from peers_linear_operator import ciq_inv_sqrt, wrap
+
+    A = operator("typical")
+    v = torch.randn(4, C, N, N, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    exact = linops.funm(lambda x: x**-0.5, A, v).value
+    assert rel_error(ciq_inv_sqrt(wrap(A), v, quad=15, minres_tol=1e-10), exact) < 1e-10
 
 
 # ------------------------------------------------- deliverable 3: fast defaults
