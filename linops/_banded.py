@@ -208,10 +208,14 @@ def _compiled(name: str, dtype: str):
     py.__globals__["_prange"] = numba.prange
     sig = _SIGNATURES[name].format(t=dtype)
     options = {"parallel": True, **_OPTIONS.get(name, {})}
+    torch_threads = torch.get_num_threads()
     try:
         kernel = numba.njit(sig, cache=True, **options)(py)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         kernel = numba.njit(sig, cache=False, **options)(py)
+    finally:  # numba's threading layer starts here and sets torch's count too (see _run)
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
     _STATE["ready"] = True
     return kernel
 
@@ -325,6 +329,7 @@ def _run(kernel, work: float, *args) -> None:
     numba = _numba()
     threads = kernel_threads(work)
     before = numba.get_num_threads()
+    torch_before = torch.get_num_threads()
     if threads != before:
         numba.set_num_threads(threads)
     try:
@@ -332,6 +337,10 @@ def _run(kernel, work: float, *args) -> None:
     finally:
         if threads != before:
             numba.set_num_threads(before)
+        # numba's OpenMP layer shares the runtime with torch: setting numba's count also set
+        # torch's (a user's 1 thread became 2 after a compiled call); give torch its own back
+        if torch.get_num_threads() != torch_before:
+            torch.set_num_threads(torch_before)
 
 
 def band(matrix: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:

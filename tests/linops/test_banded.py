@@ -169,3 +169,30 @@ def test_lanczos_keeps_inputs_that_require_grad_off_the_compiled_route():
         z = linops.sqrtm(A, v, method="lanczos", tol=1e-10).value
     # GEMM route vs compiled route, same Krylov steps: rounding only
     torch.testing.assert_close(y.detach(), z, rtol=0, atol=1e-12)
+
+
+_THREADS_SCRIPT = """
+import torch, linops
+from linops._funm_lanczos import _matvec
+torch.set_num_threads({n})
+R = linops.Resize((2, 64, 64), (32, 32))
+A = linops.Identity(R.in_shape) - 0.9 * (R.H @ R)
+v = torch.randn(3, 2, 64, 64, dtype=torch.float64)
+assert getattr(_matvec(A, v, "torch"), "writes_out", False)  # the compiled route is taken
+linops.sqrtm(A, v, method="lanczos", tol=1e-8)
+print(torch.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_compiled_call_leaves_torchs_thread_count_alone(n):
+    # numba's OpenMP layer shares its runtime with torch: restoring numba's count after a
+    # kernel once set torch's too (a user's 1 thread became 2). A fresh process, because the
+    # thread settings and numba's start are process-wide.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT.format(n=n)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == str(n)
