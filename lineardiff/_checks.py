@@ -27,11 +27,18 @@ import torch
 
 __all__ = [
     "SEED_MAX",
+    "check_bool",
+    "check_callable",
     "check_device",
     "check_finite",
     "check_finite_array",
+    "check_float_dtype",
+    "check_generator",
     "check_int",
     "check_real",
+    "check_real_tensor",
+    "check_seed",
+    "check_shape",
     "check_shape2",
     "check_spin_values",
     "check_time",
@@ -90,6 +97,91 @@ def check_real(where: str, name: str, value, *, low=None, high=None, open_low: b
         interval = ("(" if open_low else "[") + f"{lo}, {hi}" + (")" if open_high else "]")
         raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
     return value
+
+
+def check_seed(where: str, name: str, seed) -> int:
+    """A seed: an int in ``[0, SEED_MAX]`` (what torch and NumPy both take)."""
+    return check_int(where, name, seed, 0, SEED_MAX)
+
+
+def check_bool(where: str, name: str, value) -> bool:
+    """A Python bool (or a NumPy bool); ``'yes'``, ``1`` and ``None`` are a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: expected {name} as True or False, got {value!r}")
+    return bool(value)
+
+
+def check_callable(where: str, name: str, fn, *, optional: bool = False):
+    """A callable (or ``None`` when ``optional``)."""
+    if fn is None and optional:
+        return None
+    if not callable(fn):
+        more = " or None" if optional else ""
+        raise TypeError(f"{where}: expected {name} as a callable{more}, got {type(fn).__name__}")
+    return fn
+
+
+def check_generator(where: str, name: str, generator):
+    """A :class:`torch.Generator` or ``None``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{where}: expected {name} as a torch.Generator or None, got "
+            f"{type(generator).__name__} (seed one with torch.Generator().manual_seed(s))"
+        )
+    return generator
+
+
+def check_float_dtype(where: str, name: str, dtype) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64``: the precisions the operators compute in."""
+    if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{where}: expected {name} as torch.float32 or torch.float64 (the operators' "
+            f"precision), got {dtype!r}"
+        )
+    return dtype
+
+
+def check_shape(where: str, name: str, shape) -> tuple[int, ...]:
+    """A per-sample shape: a non-empty sequence of positive ints."""
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)) or not shape:
+        raise TypeError(
+            f"{where}: expected {name} as a sequence of positive ints such as (1, 32, 32), "
+            f"got {shape!r}"
+        )
+    for i, n in enumerate(shape):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(
+                f"{where}: expected {name} of positive ints, got {tuple(shape)!r} "
+                f"(entry {i} is {n!r})"
+            )
+    return tuple(int(n) for n in shape)
+
+
+def check_real_tensor(where: str, name: str, x, *, convert: bool = True) -> torch.Tensor:
+    """Data for the processes: a real float32/float64 tensor with data, finite.
+
+    Integer (and bool) tensors become the default float dtype when ``convert`` (never
+    integer arithmetic with the scales), else a :class:`TypeError`; NumPy arrays,
+    half precision and complex tensors are a :class:`TypeError`, a ``meta`` tensor and
+    NaN or inf a :class:`ValueError`.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if x.device.type == "meta":
+        raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{where}: expected {name} as float32 or float64 (the operators' "
+                        f"precision), got {x.dtype}; convert it with {name}.float()")
+    if x.is_complex():
+        raise TypeError(f"{where}: expected a real {name}, got {x.dtype}")
+    if not x.is_floating_point():
+        if not convert:
+            raise TypeError(f"{where}: expected {name} as float32 or float64, got {x.dtype}; "
+                            f"convert it with {name}.float()")
+        x = x.to(torch.get_default_dtype())
+    return check_finite(where, name, x)
 
 
 def check_finite(where: str, name: str, x: torch.Tensor) -> torch.Tensor:

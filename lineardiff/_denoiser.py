@@ -37,6 +37,8 @@ def as_denoiser(net: torch.nn.Module) -> Callable:
     >>> lineardiff.as_denoiser(net)(torch.zeros(2, 1, 8, 8), torch.tensor([1, 2]), (1, 8, 8)).shape
     torch.Size([2, 1, 8, 8])
     """
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"as_denoiser: expected net as a torch.nn.Module, got {type(net).__name__}")
     model = denoiser_of(net, takes_size(net))
     model.net = net
     return model

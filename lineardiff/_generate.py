@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_finite, check_int
+from ._checks import check_bool, check_int, check_real_tensor, check_seed
 from ._sampling import ancestral_sample, respace, upscale
 
 __all__ = ["generate", "super_resolve"]
@@ -13,6 +13,16 @@ __all__ = ["generate", "super_resolve"]
 
 def _steps(where: str, process, steps) -> int:
     return min(check_int(where, "steps", steps, 1), process.T)
+
+
+def _check_model(where: str, model) -> None:
+    """A trained model: what :func:`~lineardiff.pretrained.load_model` returns."""
+    if not all(hasattr(model, a) for a in ("process", "denoiser", "prediction")):
+        raise TypeError(
+            f"{where}: expected model as a TrainedModel (lineardiff.pretrained.load_model), got "
+            f"{type(model).__name__}; for a bare network use ancestral_sample with "
+            "as_denoiser(net)"
+        )
 
 
 def generate(
@@ -33,7 +43,8 @@ def generate(
     model : TrainedModel
     n : int
     steps : int, default 200
-        Respaced reverse steps (:func:`~lineardiff.respace`; resolution changes are kept).
+        Respaced reverse steps (:func:`~lineardiff.respace`; resolution changes are kept);
+        more than the process's ``T`` runs every step.
     seed : int, default 0
         Seeds one generator for the whole run: the same call gives the same samples.
     batch_size : int, default 64
@@ -49,8 +60,12 @@ def generate(
     Tensor, shape (n, C, H, W)
     """
     where = "generate"
+    _check_model(where, model)
     n = check_int(where, "n", n, 1)
     batch_size = check_int(where, "batch_size", batch_size, 1)
+    seed = check_seed(where, "seed", seed)
+    spin_flip = check_bool(where, "spin_flip", spin_flip)
+    check_bool(where, "progress", progress)
     process = model.process
     timesteps = respace(process, _steps(where, process, steps))
     gen = torch.Generator().manual_seed(int(seed))
@@ -137,10 +152,16 @@ def super_resolve(
     Tensor, shape (N, C, H, H)
     """
     where = "super_resolve"
+    _check_model(where, model)
     if not isinstance(y, torch.Tensor) or y.ndim != 4:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"{where}: expected y as a tensor (N, C, h, h), got {got}")
-    check_finite(where, "y", y)
+    if y.shape[0] == 0:
+        raise ValueError(f"{where}: expected at least one input, got y of shape "
+                         f"{tuple(y.shape)}")
+    y = check_real_tensor(where, "y", y)
+    seed = check_seed(where, "seed", seed)
+    check_bool(where, "progress", progress)
     process = model.process
     if y.shape[1] != process.shape_at(0)[0]:
         raise ValueError(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 import linops
 
+from ._checks import check_int
 from ._process import LinearDiffusion
 from ._schedules import (
     alphas_cumprod,
@@ -36,7 +38,9 @@ class DDPM(LinearDiffusion):
     ----------
     shape : sequence of int
         Per-sample shape, e.g. ``(C, H, W)``.
-    T : int, default 1000
+    T : int, optional
+        Number of steps: 1000 by default, ``len(betas)`` with explicit betas (a different
+        ``T`` with them is an error).
     schedule : {"linear", "cosine"}, default "linear"
         Linear betas from 1e-4 to 0.02 (Ho et al.) or the cosine schedule
         (Nichol & Dhariwal).
@@ -52,12 +56,28 @@ class DDPM(LinearDiffusion):
     torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, shape, *, T: int = 1000, schedule: str = "linear", betas=None) -> None:
-        betas = (
-            _betas(schedule, T, "DDPM")
-            if betas is None
-            else torch.as_tensor(betas, dtype=torch.float64)
-        )
+    def __init__(
+        self, shape, *, T: int | None = None, schedule: str = "linear", betas=None
+    ) -> None:
+        if betas is None:
+            betas = _betas(schedule, 1000 if T is None else T, "DDPM")
+        else:
+            if isinstance(betas, np.ndarray | list | tuple):
+                betas = torch.as_tensor(betas, dtype=torch.float64)
+            if not isinstance(betas, torch.Tensor):
+                raise TypeError(
+                    f"DDPM: expected betas as a tensor or a sequence, got {type(betas).__name__}"
+                )
+            if betas.dim() != 1:
+                raise ValueError(
+                    f"DDPM: expected betas of shape (T,), got {tuple(betas.shape)}"
+                )
+            betas = betas.to(torch.float64)
+            if T is not None and check_int("DDPM", "T", T, 1) != len(betas):
+                raise ValueError(
+                    f"DDPM: expected T equal to len(betas) = {len(betas)} (or T left out), got "
+                    f"T={T}"
+                )
         abar = alphas_cumprod(betas)
         sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), (1 - abar).sqrt()])
         super().__init__(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ._process import DiffusionProcess
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_generator,
+    check_int,
+    check_real,
+    check_timesteps,
+)
+from ._process import DiffusionProcess, _as_data, _check_noise
 from ._schedules import min_snr_weight
 
 __all__ = [
@@ -65,7 +73,29 @@ def training_target(process, x0, t, noise, *, prediction=None) -> torch.Tensor:
     -------
     Tensor
     """
-    prediction = _prediction(process, prediction, "training_target")
+    where = "training_target"
+    prediction = _prediction(process, prediction, where)
+    x0 = _as_data(where, "x0", x0, process.shape_at(0))
+    t = _check_batch_t(where, t, process, x0.shape[0])
+    if prediction == "eps":
+        values = [t] if isinstance(t, int) else t.unique().tolist()
+        shapes = {process.shape_at(int(v)) for v in values}
+        if len(shapes) != 1:
+            _single_t(t, where)
+        return _check_noise(where, noise, (x0.shape[0], *shapes.pop()))
+    return _target(process, x0, t, noise, prediction)
+
+
+def _check_batch_t(where, t, process, n):
+    """Training timesteps: an int or an integer tensor ``(n,)``, each in ``[1, T]``."""
+    t = check_timesteps(where, "t", t, 1, process.T)
+    if isinstance(t, torch.Tensor) and t.shape != (n,):
+        raise ValueError(f"{where}: expected t of shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def _target(process, x0, t, noise, prediction):
+    """:func:`training_target` of checked arguments."""
     if prediction == "eps":
         return noise
     ts = t if isinstance(t, torch.Tensor) and t.dim() == 1 else torch.full((x0.shape[0],), int(t))
@@ -97,7 +127,7 @@ def loss_weight(process, t, *, prediction=None) -> torch.Tensor:
     Tensor, shape (N,) (or () for an int ``t``), float64
     """
     prediction = _prediction(process, prediction, "loss_weight")
-    ts = torch.as_tensor(t)
+    ts = torch.as_tensor(check_timesteps("loss_weight", "t", t, 1, process.T))
     if prediction == "eps":
         return torch.ones(ts.shape, dtype=torch.float64)
     snr = torch.tensor(
@@ -145,16 +175,16 @@ def sample_timesteps(
         raise TypeError(
             f"sample_timesteps: expected a diffusion process, got {type(process).__name__}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"sample_timesteps: expected batch_size >= 1, got {batch_size!r}")
+    where = "sample_timesteps"
+    batch_size = check_int(where, "batch_size", batch_size, 1)
+    check_generator(where, "generator", generator)
+    transition_fraction = check_real(where, "transition_fraction", transition_fraction, low=0,
+                                     high=1, open_low=False, open_high=False)
     T = process.T
     changes = [t for t in range(1, T + 1) if process.shape_at(t) != process.shape_at(t - 1)]
     if group_by_shape is None:
         group_by_shape = bool(changes)
-    if not 0 <= transition_fraction <= 1:
-        raise ValueError(
-            f"sample_timesteps: expected transition_fraction in [0, 1], got {transition_fraction!r}"
-        )
+    group_by_shape = check_bool(where, "group_by_shape", group_by_shape)
     if not group_by_shape:
         return torch.randint(1, T + 1, (batch_size,), generator=generator)
     if changes and transition_fraction > 0:
@@ -210,17 +240,22 @@ def denoising_loss(model, process, x0, t, *, prediction=None, noise=None,
     >>> loss.shape, bool(loss > 0)
     (torch.Size([]), True)
     """
-    prediction = _prediction(process, prediction, "denoising_loss")
+    where = "denoising_loss"
+    prediction = _prediction(process, prediction, where)
+    check_callable(where, "model", model)
+    x0 = _as_data(where, "x0", x0, process.shape_at(0))
     if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x0.shape[0]:
         got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(
             f"denoising_loss: expected t as a tensor of shape ({x0.shape[0]},), got {got}"
         )
+    t = check_timesteps(where, "t", t, 1, process.T)
+    check_generator(where, "generator", generator)
     if noise is None:
         noise = torch.randn((x0.shape[0], *process.shape_at(int(t[0]))), dtype=x0.dtype,
                             generator=generator).to(x0.device)
     x_t = process.q_sample(x0, t, noise)
-    target = training_target(process, x0, t, noise, prediction=prediction)
+    target = _target(process, x0, t, noise, prediction)
     weight = loss_weight(process, t, prediction=prediction).to(device=x0.device, dtype=x0.dtype)
     out = model(x_t, t.to(x0.device), tuple(target.shape[1:]))
     per_sample = (out - target).square().flatten(1).mean(1)

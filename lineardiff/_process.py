@@ -11,7 +11,16 @@ import torch
 import linops
 from linops._structure import shifted_kronecker
 
-from ._checks import check_finite, check_int, check_real, check_timesteps
+from ._checks import (
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_int,
+    check_real,
+    check_real_tensor,
+    check_shape,
+    check_timesteps,
+)
 
 __all__ = ["DiffusionProcess", "LinearDiffusion", "Posterior"]
 
@@ -30,16 +39,15 @@ def _as_data(where: str, name: str, x, shape) -> torch.Tensor:
                          f"{_fmt(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{where}: expected a non-empty batch {name}, got shape {_fmt(x.shape)}")
-    if x.device.type == "meta":
-        raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
-    if x.dtype in (torch.float16, torch.bfloat16):
-        raise TypeError(f"{where}: expected {name} as float32 or float64 (the operators' "
-                        f"precision), got {x.dtype}; convert it with {name}.float()")
-    if x.is_complex():
-        raise TypeError(f"{where}: expected a real {name}, got {x.dtype}")
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
-    return check_finite(where, name, x)
+    return check_real_tensor(where, name, x)
+
+
+def _check_noise(where: str, noise, shape) -> torch.Tensor:
+    """A noise tensor given to ``q_sample``: of the state's shape, real and finite."""
+    if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(shape):
+        got = _fmt(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise ValueError(f"{where}: expected noise of shape {_fmt(shape)}, got {got}")
+    return check_real_tensor(where, "noise", noise, convert=False)
 
 
 def _lambda_max_normal(base: linops.LinearOperator) -> float:
@@ -174,13 +182,14 @@ class DiffusionProcess:
             raise ValueError(message)
         return int(t)
 
-    def _check_prior_args(self, n, generator, where: str = "prior_sample") -> int:
+    def _check_prior_args(self, n, generator, where: str = "prior_sample", *, dtype=None,
+                          device=None) -> int:
         where = f"{self.name}.{where}"
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"{where}: expected generator as a torch.Generator or None, got "
-                f"{type(generator).__name__} (seed one with torch.Generator().manual_seed(s))"
-            )
+        check_generator(where, "generator", generator)
+        if dtype is not None:
+            check_float_dtype(where, "dtype", dtype)
+        if device is not None:
+            check_device(where, "device", device)
         return check_int(where, "n", n, 1)
 
     def _check_pair(self, t, s, **tensors) -> tuple[int, int]:
@@ -200,8 +209,7 @@ class DiffusionProcess:
                 raise ValueError(f"{where}: expected {name} with the batch size of {batch[0]} "
                                  f"({batch[1]}), got {x.shape[0]}")
             batch = batch or (name, x.shape[0])
-            if x.device.type == "meta":
-                raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
+            check_real_tensor(where, name, x, convert=False)
         return t, s
 
 
@@ -238,11 +246,7 @@ class LinearDiffusion(DiffusionProcess):
     def __init__(self, scales, bases, sigmas, shape, *, name: str = "LinearDiffusion") -> None:
         self.name = name
         scales = [check_real(name, f"scale c_{t}", c) for t, c in enumerate(scales, start=1)]
-        shape = tuple(shape)
-        for i, n in enumerate(shape):
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-                raise ValueError(f"{name}: expected shape of positive ints, got {shape!r} "
-                                 f"(entry {i} is {n!r})")
+        shape = check_shape(name, "shape", shape)
         bases = list(bases)
         sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
         T = len(scales)
@@ -466,9 +470,8 @@ class LinearDiffusion(DiffusionProcess):
         view = (n,) + (1,) * (signal.dim() - 1)
         if noise is None:
             noise = torch.randn(signal.shape, dtype=x0.dtype, device=x0.device, generator=generator)
-        elif not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(signal.shape):
-            got = _fmt(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
-            raise ValueError(f"{where}: expected noise of shape {_fmt(signal.shape)}, got {got}")
+        else:
+            noise = _check_noise(where, noise, signal.shape)
         return a.reshape(view) * signal + sig.reshape(view) * noise
 
     def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, s: int) -> Posterior:
@@ -544,7 +547,7 @@ class LinearDiffusion(DiffusionProcess):
         self, n: int, *, generator=None, dtype=torch.float32, device=None
     ) -> torch.Tensor:
         """``x_T ~ N(0, sigma_T^2 I)`` at ``shape_at(T)`` (the residual signal is dropped)."""
-        n = self._check_prior_args(n, generator)
+        n = self._check_prior_args(n, generator, dtype=dtype, device=device)
         shape = (n, *self._shapes[self.T])
         return self.sigma(self.T) * torch.randn(
             shape, dtype=dtype, device=device, generator=generator

@@ -7,7 +7,18 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_finite, check_int, check_real, check_timesteps
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_device,
+    check_finite,
+    check_float_dtype,
+    check_generator,
+    check_int,
+    check_real,
+    check_real_tensor,
+    check_timesteps,
+)
 from ._process import DiffusionProcess
 
 __all__ = ["ancestral_sample", "respace", "skild_upscale", "upscale"]
@@ -124,6 +135,7 @@ def ancestral_sample(
     where = "ancestral_sample"
     if not isinstance(process, DiffusionProcess):
         raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
+    check_callable(where, "model", model)
     if prediction not in _PREDICTIONS:
         raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
     n = check_int(where, "n", n, 1)
@@ -132,9 +144,18 @@ def ancestral_sample(
                         f"{type(generator).__name__}")
     if clip is not None:
         clip = check_real(where, "clip", clip, low=0)
+    check_callable(where, "callback", callback, optional=True)
+    check_callable(where, "guide", guide, optional=True)
+    check_bool(where, "progress", progress)
+    check_float_dtype(where, "dtype", dtype)
+    if device is not None:
+        check_device(where, "device", device)
     if timesteps is None:
         steps = list(range(process.T, 0, -1))
     else:
+        if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__"):
+            raise TypeError(f"{where}: expected timesteps as a sequence of ints (see respace), "
+                            f"got {timesteps!r}")
         if isinstance(timesteps, torch.Tensor):
             timesteps = check_timesteps(where, "timesteps", timesteps.reshape(-1), 0, process.T)
             timesteps = timesteps.tolist()
@@ -160,16 +181,16 @@ def ancestral_sample(
             got = tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else type(x_T).__name__
             raise ValueError(f"{where}: expected x_T of shape {expected} (n samples at state "
                              f"{steps[0]}), got {got}")
-        x = check_finite(where, "x_T", x_T)
+        x = check_real_tensor(where, "x_T", x_T)
     pairs = list(zip(steps, steps[1:] + [0], strict=True))
     for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
         t_batch = torch.full((n,), t, dtype=torch.long, device=x.device)
         if prediction == "signal":
-            signal = model(x, t_batch, process.shape_at(s))
-            _check_output(signal, (n, *process.shape_at(s)), where, t)
+            signal = _check_output(model(x, t_batch, process.shape_at(s)),
+                                   (n, *process.shape_at(s)), where, t, x.dtype)
         else:
-            eps = model(x, t_batch, process.shape_at(t))
-            _check_output(eps, (n, *process.shape_at(t)), where, t)
+            eps = _check_output(model(x, t_batch, process.shape_at(t)),
+                                (n, *process.shape_at(t)), where, t, x.dtype)
             signal = process.signal_from_noise(x, eps, t, s)
         if clip is not None:
             signal = signal.clamp(-clip, clip)
@@ -182,13 +203,19 @@ def ancestral_sample(
     return x
 
 
-def _check_output(out, shape, where, t):
+def _check_output(out, shape, where, t, dtype):
+    """The model's prediction: of the expected shape, real and finite, in the state's dtype
+    (a half-precision output, e.g. under autocast, is widened: exact)."""
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(shape):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
             f"{where}: expected the model to return shape {tuple(shape)} at t={t}, got {got}"
         )
-    check_finite(where, f"model output at t={t}", out)
+    if out.is_complex():
+        raise TypeError(f"{where}: expected a real model output at t={t}, got {out.dtype}")
+    if out.device.type == "meta":
+        raise ValueError(f"{where}: expected model output with data at t={t}, got a meta tensor")
+    return check_finite(where, f"model output at t={t}", out.to(dtype))
 
 
 def upscale(
@@ -249,7 +276,10 @@ def upscale(
     """
     if not isinstance(process, DiffusionProcess):
         raise TypeError(f"upscale: expected a diffusion process, got {type(process).__name__}")
-    _check_low_res(y, "upscale")
+    y = _check_low_res(y, "upscale")
+    consistency = check_bool("upscale", "consistency", consistency)
+    ilvr = check_bool("upscale", "ilvr", ilvr)
+    check_generator("upscale", "generator", generator)
     start, x = process.super_resolution_entry(y, generator=generator)
     if consistency:
         if not hasattr(process, "transition"):
@@ -296,13 +326,15 @@ def _low_pass_replacement(process, y, start, generator, nsr: float = 0.0):
     return guide
 
 
-def _check_low_res(y, where: str) -> None:
+def _check_low_res(y, where: str) -> torch.Tensor:
+    """Low-resolution inputs: a real float32/float64 tensor ``(N, *shape)``, finite (integer
+    images become the default float dtype)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{where}: expected y as a tensor, got {type(y).__name__}")
     if y.dim() < 2 or y.shape[0] < 1:
         raise ValueError(f"{where}: expected y of shape (N, *shape) with N >= 1, got "
                          f"{tuple(y.shape)}")
-    check_finite(where, "y", y)
+    return check_real_tensor(where, "y", y)
 
 
 def _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs):
@@ -389,7 +421,9 @@ def skild_upscale(
             "skild_upscale: expected a process that super-resolves from any size (SKILD), "
             f"got {type(process).__name__}"
         )
-    _check_low_res(y, "skild_upscale")
+    y = _check_low_res(y, "skild_upscale")
+    tau = check_real("skild_upscale", "tau", tau, low=0)
+    check_generator("skild_upscale", "generator", generator)
     start, x = process.super_resolution_entry(y, generator=generator, tau=tau)
     sample_kwargs["prediction"] = "eps"
     return _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs)

@@ -9,8 +9,8 @@ import torch
 
 import linops
 
-from ._checks import check_timesteps
-from ._process import DiffusionProcess, _as_data, _fmt
+from ._checks import check_int, check_real, check_shape, check_timesteps
+from ._process import DiffusionProcess, _as_data, _check_noise
 from ._skild_schedules import skild_lambda, skild_wavenumber2
 from ._spectrum import PowerSpectrumFit
 
@@ -105,9 +105,14 @@ class SKILD(DiffusionProcess):
         theta: float = 5.0,
         lambda_i: float | None = None,
     ) -> None:
-        shape = tuple(int(s) for s in shape)
+        shape = check_shape("SKILD", "shape", shape)
         if len(shape) != 3:
             raise ValueError(f"SKILD: expected shape (C, H, W), got {shape}")
+        T = check_int("SKILD", "T", T, 1)
+        k_c = check_real("SKILD", "k_c", k_c, low=0, open_low=False)
+        for name, value in (("lambda_f", lambda_f), ("lambda_i", lambda_i)):
+            if value is not None:
+                check_real("SKILD", name, value)
         hw = shape[1:]
         if isinstance(spectrum, PowerSpectrumFit):
             spectrum = spectrum.spectrum(hw)
@@ -170,16 +175,15 @@ class SKILD(DiffusionProcess):
             ts = t
         if noise is None:
             noise = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
-        elif not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
-            got = _fmt(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
-            raise ValueError(f"{where}: expected noise of shape {_fmt(x0.shape)}, got {got}")
+        else:
+            noise = _check_noise(where, noise, x0.shape)
         a = self._coef(self.alphabar.sqrt(), ts.cpu(), x0).unsqueeze(1)
         s = self._coef(self.variance.sqrt(), ts.cpu(), x0).unsqueeze(1)
         return linops.idct2(a * linops.dct2(x0) + s * linops.dct2(noise))
 
     def posterior_from_signal(self, x_t, signal_s, t, s):
         """Per-mode Kalman posterior ``q(x_s | x_t, x0)``; the signal is ``x0`` itself."""
-        t, s = self._check_pair(t, s)
+        t, s = self._check_pair(t, s, x_t=x_t, signal_s=signal_s)
         ab_s, ab_t = self.alphabar[s], self.alphabar[t]
         var_s, var_t = self.variance[s], self.variance[t]
         # a mode damped to exactly zero by state s carries nothing from s to t
@@ -222,7 +226,7 @@ class SKILD(DiffusionProcess):
 
     def prior_sample(self, n, *, generator=None, dtype=torch.float32, device=None):
         """``x_T ~ N(0, Sigma_T)`` (the residual signal is dropped)."""
-        n = self._check_prior_args(n, generator)
+        n = self._check_prior_args(n, generator, dtype=dtype, device=device)
         e = torch.randn((n, *self.shape), dtype=dtype, device=device, generator=generator)
         return linops.idct2(self.variance[self.T].sqrt().to(e) * linops.dct2(e))
 
@@ -264,6 +268,7 @@ class SKILD(DiffusionProcess):
         ``r_eff(t) = sqrt(ln(1 + 1/tau) / lambda(t)) / (sqrt(2) pi)``: the modes still above
         a per-mode SNR ``tau`` (SNR = alphabar / (1 - alphabar) since ``S_0`` matches the data).
         """
+        tau = check_real("SKILD.start_step", "tau", tau, low=0)
         band = (math.log(1 + 1 / tau) / self.lam[1:]).sqrt() / (math.sqrt(2) * math.pi)
         below = (band <= low_res).nonzero().flatten()
         return int(below[0]) + 1 if below.numel() else self.T

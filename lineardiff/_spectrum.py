@@ -11,7 +11,7 @@ from scipy.optimize import curve_fit
 
 import linops
 
-from ._checks import check_real, check_shape2
+from ._checks import check_finite, check_real, check_shape2
 from ._skild_schedules import skild_wavenumber2
 
 __all__ = ["PowerSpectrumFit", "dct_mode_variance", "fit_power_spectrum", "power_law_spectrum"]
@@ -99,6 +99,9 @@ def dct_mode_variance(data) -> torch.Tensor:
         )
     if data.is_complex() or data.dtype == torch.bool:
         raise TypeError(f"{where}: expected real data, got dtype {data.dtype}")
+    if data.device.type == "meta":
+        raise ValueError(f"{where}: expected data holding values, got a meta tensor")
+    check_finite(where, "data", data)
     if data.ndim == 3:
         data = data.unsqueeze(1)
     total = torch.zeros(data.shape[-2:], dtype=torch.float64, device=data.device)
@@ -144,6 +147,13 @@ class PowerSpectrumFit:
     alpha: float
     rms_log_residual: float = 0.0
     mean_square: float | None = None
+
+    def __post_init__(self) -> None:
+        where = "PowerSpectrumFit"
+        check_real(where, "C", self.C, low=0)
+        check_real(where, "k0", self.k0, low=0, open_low=False)
+        check_real(where, "alpha", self.alpha)
+        check_real(where, "rms_log_residual", self.rms_log_residual, low=0, open_low=False)
 
     def spectrum(self, shape) -> torch.Tensor:
         """The fitted law on the DCT modes of an ``(H, W)`` image (:func:`power_law_spectrum`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._base import LinearOperator
-from ._utils import cast_scalar, format_shape
+from ._utils import cast_scalar, check_scalar, format_shape
 
 __all__ = ["Adjoint", "Composed", "Scaled", "Sum"]
 
@@ -202,6 +202,7 @@ class Scaled(LinearOperator):
     def __init__(self, operator: LinearOperator, scale) -> None:
         if not isinstance(operator, LinearOperator):
             raise TypeError(f"Scaled: expected a LinearOperator, got {type(operator).__name__}")
+        check_scalar(scale, "Scaled")
         if isinstance(operator, Scaled):
             scale = scale * operator.scale
             operator = operator.operator

@@ -8,12 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ._utils import as_shape, format_shape
+from ._utils import as_shape, check_data, check_device, format_shape
 
 __all__ = ["LinearOperator"]
-
-
-_HALF = (torch.float16, torch.bfloat16, torch.complex32)
 
 
 class LinearOperator:
@@ -145,21 +142,7 @@ class LinearOperator:
         expected = self._out_shape if adjoint else self._in_shape
         result_shape = self._in_shape if adjoint else self._out_shape
         where = f"{self.name}.{method}"
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{where}: expected {arg} to be a torch.Tensor, got {type(x).__name__}")
-        if not (x.is_floating_point() or x.is_complex()):
-            raise ValueError(
-                f"{where}: expected {arg} with a floating or complex dtype, got {x.dtype}. "
-                f"Convert it first, e.g. {arg}.float() or {arg}.double()"
-            )
-        if x.dtype in _HALF:
-            raise TypeError(
-                f"{where}: expected {arg} as float32, float64, complex64 or complex128, got "
-                f"{x.dtype} (resizes, FFTs and DCTs have no half-precision kernels on every "
-                f"device). Convert it first, e.g. {arg}.float()"
-            )
-        if x.device.type == "meta":
-            raise ValueError(f"{where}: expected {arg} with data, got a tensor on the meta device")
+        check_data(x, where, arg)
         nd = len(expected)
         if x.dim() < nd or tuple(x.shape[x.dim() - nd :]) != expected:
             raise ValueError(
@@ -168,12 +151,17 @@ class LinearOperator:
             )
         batch = x.shape[: x.dim() - nd]
         flat = x.reshape(-1, *expected)
+        empty = flat.shape[0] == 0
+        if empty:  # no sample (FFTs refuse empty inputs): apply to one zero sample, keep none
+            flat = torch.cat([flat, flat.new_zeros((1, *expected))])
         if impl is None:
             impl = self._apply_adjoint if adjoint else self._apply
         if x.is_complex() and not self._supports_complex():
             out = torch.complex(impl(flat.real.contiguous()), impl(flat.imag.contiguous()))
         else:
             out = impl(flat)
+        if empty:
+            out = out[:0]
         return out.reshape(*batch, *result_shape)
 
     def _supports_complex(self) -> bool:
@@ -242,12 +230,26 @@ class LinearOperator:
 
         if isinstance(other, LinearOperator):
             return Sum(self, other)
+        self._refuse_shift(other, "+")
+        return NotImplemented
+
+    def __radd__(self, other):
+        self._refuse_shift(other, "+")
         return NotImplemented
 
     def __sub__(self, other):
         if isinstance(other, LinearOperator):
             return self + (-1.0) * other
+        self._refuse_shift(other, "-")
         return NotImplemented
+
+    def _refuse_shift(self, other, op: str) -> None:
+        """``A + c`` is ambiguous (every entry, or the diagonal?): name the operator to add."""
+        if _is_scalar(other):
+            raise TypeError(
+                f"{self.name} {op} {type(other).__name__}: expected a LinearOperator on both "
+                f"sides of {op}; for a shift write A {op} c * linops.Identity(A.in_shape)"
+            )
 
     def __neg__(self):
         return (-1.0) * self
@@ -257,12 +259,20 @@ class LinearOperator:
 
         if _is_scalar(other):
             return Scaled(self, other)
+        if isinstance(other, torch.Tensor):
+            raise TypeError(
+                f"{self.name} * Tensor: expected a scalar (a number or a 0-d tensor), got a "
+                f"tensor of shape {format_shape(other.shape)}; for entrywise weights compose "
+                "with linops.Diagonal"
+            )
         return NotImplemented
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
         if _is_scalar(other):
+            if not isinstance(other, torch.Tensor) and other == 0:
+                raise ValueError(f"{self.name} / 0: expected a nonzero divisor, got {other!r}")
             return (1.0 / other) * self
         return NotImplemented
 
@@ -293,10 +303,13 @@ class LinearOperator:
         -------
         Tensor, shape (prod(out_shape), prod(in_shape))
         """
+        where = f"{self.name}.to_dense"
         if not isinstance(dtype, torch.dtype) or not (dtype.is_floating_point or dtype.is_complex):
-            raise ValueError(
-                f"{self.name}.to_dense: expected a floating or complex dtype, got {dtype}"
-            )
+            raise ValueError(f"{where}: expected a floating or complex dtype, got {dtype}")
+        device = check_device(device, where)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
+                or chunk_size < 1:
+            raise ValueError(f"{where}: expected chunk_size >= 1 (an int), got {chunk_size!r}")
         m, n = self.shape
         cols = []
         for start in range(0, n, chunk_size):

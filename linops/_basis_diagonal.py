@@ -6,7 +6,7 @@ import torch
 
 from ._base import LinearOperator
 from ._elementary import _cast_kept
-from ._utils import TensorCache, format_shape
+from ._utils import TensorCache, check_no_meta, format_shape
 
 __all__ = ["BasisDiagonal"]
 
@@ -66,6 +66,7 @@ class BasisDiagonal(LinearOperator):
             raise ValueError(
                 f"BasisDiagonal: expected a floating or complex diag, got {diag.dtype}"
             )
+        check_no_meta(diag, "BasisDiagonal", "diag")
         try:
             ok = torch.broadcast_shapes(diag.shape, basis.out_shape) == torch.Size(basis.out_shape)
         except RuntimeError:

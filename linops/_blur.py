@@ -8,7 +8,7 @@ import numbers
 import torch
 
 from ._kronecker import Kronecker
-from ._utils import as_shape, format_shape
+from ._utils import as_shape, check_device, check_dtype, format_shape
 
 __all__ = ["GaussianBlur", "gaussian_blur_matrix"]
 
@@ -33,6 +33,14 @@ def _fold(index: torch.Tensor, n: int, boundary: str) -> torch.Tensor:
     period = 2 * n
     r = torch.remainder(index, period)
     return torch.where(r < n, r, period - 1 - r)
+
+
+def _check_truncate(truncate, where: str) -> None:
+    ok = isinstance(truncate, numbers.Real) and not isinstance(truncate, bool)
+    if not (ok and truncate > 0):
+        raise ValueError(f"{where}: expected truncate > 0, got {truncate!r}")
+    if not math.isfinite(truncate):
+        raise ValueError(f"{where}: expected a finite truncate, got {truncate!r}")
 
 
 def gaussian_blur_matrix(
@@ -64,6 +72,18 @@ def gaussian_blur_matrix(
     Tensor, shape (n, n)
         Row ``i`` holds the weights of the output sample ``i``.
     """
+    where = "gaussian_blur_matrix"
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{where}: expected n >= 1 (an int), got {n!r}")
+    n = int(n)
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma) \
+            or sigma < 0:
+        raise ValueError(f"{where}: expected sigma >= 0 (a finite real number), got {sigma!r}")
+    if boundary not in _BOUNDARIES:
+        raise ValueError(f"{where}: expected boundary in {_BOUNDARIES}, got {boundary!r}")
+    _check_truncate(truncate, where)
+    check_dtype(dtype, where)
+    device = check_device(device, where)
     radius = int(truncate * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     if sigma > 0:
@@ -143,8 +163,7 @@ class GaussianBlur(Kronecker):
             )
         if boundary not in _BOUNDARIES:
             raise ValueError(f"GaussianBlur: expected boundary in {_BOUNDARIES}, got {boundary!r}")
-        if not (isinstance(truncate, numbers.Real) and truncate > 0):
-            raise ValueError(f"GaussianBlur: expected truncate > 0, got {truncate!r}")
+        _check_truncate(truncate, "GaussianBlur")
         self.sigma = (float(sigma[0]), float(sigma[1]))
         self.boundary = boundary
         self.truncate = float(truncate)

@@ -45,6 +45,33 @@ def dct(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     -------
     Tensor, same shape as ``x``
     """
+    x, dim, empty = _check_real(x, dim, "dct")
+    if empty:
+        return x.clone()
+    return _dct(x, dim)
+
+
+def _check_real(x, dim, where: str):
+    """A real float32/float64 tensor with data and a valid axis; ``(x, dim, empty)``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected x to be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in (torch.float32, torch.float64):
+        hint = " (transform the real and imaginary parts)" if x.is_complex() else ""
+        raise TypeError(f"{where}: expected a real float32 or float64 x, got {x.dtype}{hint}")
+    if x.device.type == "meta":
+        raise ValueError(f"{where}: expected x with data, got a tensor on the meta device")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -x.dim() <= dim < x.dim():
+        raise ValueError(
+            f"{where}: expected dim in [{-x.dim()}, {x.dim() - 1}] for x of shape "
+            f"{format_shape(x.shape)}, got {dim!r}"
+        )
+    if x.shape[dim] == 0:
+        raise ValueError(f"{where}: expected a non-empty axis dim={dim}, got x of shape "
+                         f"{format_shape(x.shape)}")
+    return x, dim, x.numel() == 0
+
+
+def _dct(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     x = x.movedim(dim, -1)
     n = x.shape[-1]
     phase, scale = _twiddle(n, x.dtype, x.device)
@@ -66,6 +93,13 @@ def idct(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
     -------
     Tensor, same shape as ``y``
     """
+    y, dim, empty = _check_real(y, dim, "idct")
+    if empty:
+        return y.clone()
+    return _idct(y, dim)
+
+
+def _idct(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
     y = y.movedim(dim, -1)
     n = y.shape[-1]
     phase, scale = _twiddle(n, y.dtype, y.device)
@@ -83,12 +117,30 @@ def idct(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 def dct2(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal 2-D DCT-II over the last two axes (``scipy.fft.dctn(norm="ortho")``)."""
-    return dct(dct(x, dim=-1), dim=-2)
+    x, _, empty = _check_2d(x, "dct2")
+    return x.clone() if empty else _dct2(x)
 
 
 def idct2(y: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`dct2` over the last two axes."""
-    return idct(idct(y, dim=-2), dim=-1)
+    y, _, empty = _check_2d(y, "idct2")
+    return y.clone() if empty else _idct2(y)
+
+
+def _check_2d(x, where: str):
+    if isinstance(x, torch.Tensor) and x.dim() < 2:
+        raise ValueError(f"{where}: expected x with at least two axes, got shape "
+                         f"{format_shape(x.shape)}")
+    x, _, _ = _check_real(x, -1, where)
+    return _check_real(x, -2, where)
+
+
+def _dct2(x: torch.Tensor) -> torch.Tensor:
+    return _dct(_dct(x, dim=-1), dim=-2)
+
+
+def _idct2(y: torch.Tensor) -> torch.Tensor:
+    return _idct(_idct(y, dim=-2), dim=-1)
 
 
 class DCT2(LinearOperator):
@@ -132,7 +184,7 @@ class DCT2(LinearOperator):
         super().__init__(shape, shape)
 
     def _apply(self, x):
-        return dct2(x)
+        return _dct2(x)
 
     def _apply_adjoint(self, y):
-        return idct2(y)
+        return _idct2(y)

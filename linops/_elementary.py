@@ -8,7 +8,15 @@ import numbers
 import torch
 
 from ._base import LinearOperator
-from ._utils import TensorCache, as_shape, cast_like, cast_scalar, format_shape
+from ._utils import (
+    TensorCache,
+    as_shape,
+    cast_like,
+    cast_scalar,
+    check_no_meta,
+    check_scalar,
+    format_shape,
+)
 
 __all__ = ["Dense", "Diagonal", "Identity", "ScaledIdentity"]
 
@@ -70,6 +78,8 @@ class ScaledIdentity(LinearOperator):
             raise TypeError(
                 f"ScaledIdentity: expected a real or complex scalar scale, got {scale!r}"
             )
+        if not keep:
+            check_scalar(scale, "ScaledIdentity")
         self.scale = scale
         complex_scale = scale.is_complex() if keep else isinstance(scale, complex)
         self.is_self_adjoint = not complex_scale
@@ -142,6 +152,7 @@ class Diagonal(LinearOperator):
             raise ValueError(
                 f"Diagonal: expected diag with a floating or complex dtype, got {diag.dtype}"
             )
+        check_no_meta(diag, "Diagonal", "diag")
         shape = tuple(diag.shape) if shape is None else as_shape(shape, "Diagonal: shape")
         if len(shape) == 0:
             raise ValueError(
@@ -208,6 +219,7 @@ class Dense(LinearOperator):
             )
         if not (matrix.is_floating_point() or matrix.is_complex()):
             raise ValueError(f"Dense: expected a floating or complex matrix, got {matrix.dtype}")
+        check_no_meta(matrix, "Dense", "matrix")
         m, n = matrix.shape
         in_shape = (n,) if in_shape is None else as_shape(in_shape, "Dense: in_shape")
         out_shape = (m,) if out_shape is None else as_shape(out_shape, "Dense: out_shape")

@@ -21,12 +21,15 @@ from ._funm_exact import _exact
 from ._funm_functions import _DOMAIN, _checked, _named
 from ._funm_grad import _InvariantCheck, _operator_requires_grad, _SelfAdjointLinear
 from ._funm_lanczos import _lanczos
-from ._utils import adjoint_mismatch, format_shape
+from ._utils import adjoint_mismatch, check_data, format_shape
 
 __all__ = ["ConvergenceError", "FunmResult", "expm", "funm", "invsqrtm", "logm", "sqrtm"]
 
 _METHODS = ("auto", "lanczos", "exact", "dense")
 _REORTH = ("auto", "full", "none")
+_BACKENDS = ("auto", "torch", "triton")
+#: the keyword arguments of funm, which the shorthands (sqrtm, ...) forward
+_KEYWORDS = ("method", "tol", "max_iters", "reorth", "throw", "backend")
 
 
 class ConvergenceError(RuntimeError):
@@ -89,6 +92,7 @@ def _check_vector(A: LinearOperator, v, where: str) -> None:
         raise TypeError(f"{where}: expected v to be a torch.Tensor, got {type(v).__name__}")
     if not (v.is_floating_point() or v.is_complex()):
         raise ValueError(f"{where}: expected v with a floating dtype, got {v.dtype}")
+    check_data(v, where, "v")  # half precision and meta tensors, named here (not in A.apply)
     nd = len(A.in_shape)
     if v.dim() < nd or tuple(v.shape[v.dim() - nd :]) != A.in_shape:
         raise ValueError(
@@ -161,11 +165,19 @@ def funm(
     Returns
     -------
     FunmResult
+        For an empty batch (``v`` of shape ``(0, *in_shape)``) an empty ``value``,
+        ``converged=True`` and ``num_iters=0``, on every route.
 
     Raises
     ------
+    TypeError
+        For an ``f``, ``A`` or ``v`` of the wrong kind, ``v`` in half precision, or a
+        ``throw`` that is not a bool.
     ValueError
-        For a non-self-adjoint ``A``, a ``v`` of the wrong shape or with NaNs, an
+        For an unknown ``method``, ``reorth`` or ``backend``, a ``tol`` that is not a finite
+        real number > 0, a ``max_iters`` that is not an int >= 1 (booleans are refused),
+        a ``v`` on the meta device, a non-self-adjoint ``A``, a ``v`` of the wrong shape or
+        with NaNs, an
         operator holding NaN or inf, an eigenvalue outside ``f``'s domain beyond rounding
         (the message gives the eigenvalue and where it was found; for ``invsqrt`` and
         ``log`` an eigenvalue that is zero to rounding counts), or a callable ``f`` whose
@@ -280,10 +292,15 @@ def _funm(f, A, v, method, tol, max_iters, reorth, throw, backend):
         raise ValueError(f"{where}: expected method in {_METHODS}, got {method!r}")
     if reorth not in _REORTH:
         raise ValueError(f"{where}: expected reorth in {_REORTH}, got {reorth!r}")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"{where}: expected tol > 0, got {tol!r}")
-    if max_iters is not None and not (isinstance(max_iters, int) and max_iters >= 1):
-        raise ValueError(f"{where}: expected max_iters >= 1, got {max_iters!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"{where}: expected backend in {_BACKENDS}, got {backend!r}")
+    # the solvers' checks (imported here: linops._solve_common imports this module)
+    from ._solve_common import check_max_iters, check_throw, check_tol
+
+    if tol is not None:
+        tol = check_tol(tol, where)
+    max_iters = check_max_iters(max_iters, where)
+    check_throw(throw, where)
     _check_vector(A, v, where)
     batch = v.shape[: v.dim() - len(A.in_shape)]
     _check_self_adjoint(A, where, v.dtype, v.device)
@@ -293,7 +310,7 @@ def _funm(f, A, v, method, tol, max_iters, reorth, throw, backend):
     op_grad = grad_mode and _operator_requires_grad(A, v)
 
     def finish(value, path, iters, estimate, converged_rows, tol_used=None):
-        finite = torch.isfinite(value.detach()).reshape(*batch, -1).all(-1)
+        finite = torch.isfinite(value.detach()).reshape(*batch, math.prod(A.in_shape)).all(-1)
         estimate = torch.where(finite, estimate.detach(), math.inf)
         ok = converged_rows & finite
         converged = bool(ok.all())
@@ -322,12 +339,18 @@ def _funm(f, A, v, method, tol, max_iters, reorth, throw, backend):
                 f"{where}: method='exact' needs a structured operator (ScaledIdentity, "
                 f"BasisDiagonal, a I + b Kronecker with symmetric factors), got {A!r}"
             )
+    all_rows = torch.ones_like(zero_error, dtype=bool)
+    # no right-hand side (an empty batch) is not an error: nothing to apply, as in the
+    # solvers (the exact routes above handle it themselves)
+    empty = v.numel() == 0
     if method == "dense":
-        value = _dense(A, v, fn, name, where)
-        return finish(value, "dense", 0, zero_error, torch.ones_like(zero_error, dtype=bool))
+        value = torch.zeros_like(v) if empty else _dense(A, v, fn, name, where)
+        return finish(value, "dense", 0, zero_error, all_rows)
 
     if v.is_complex() or A.is_complex:
         raise ValueError(f"{where}: Lanczos here supports real operators and vectors, got complex")
+    if empty:
+        return finish(torch.zeros_like(v), "lanczos", 0, zero_error, all_rows)
     if tol is None:
         tol = 1e-10 if v.dtype == torch.float64 else 1e-5
     n = math.prod(A.in_shape)
@@ -372,10 +395,18 @@ def _funm(f, A, v, method, tol, max_iters, reorth, throw, backend):
 
 
 def _convenience(name: str, doc: str):
+    public = {"sqrt": "sqrtm", "invsqrt": "invsqrtm", "exp": "expm", "log": "logm"}[name]
+
     def fn(A, v, **kwargs):
+        for key in kwargs:
+            if key not in _KEYWORDS:
+                raise TypeError(
+                    f"{public}: unexpected keyword argument {key!r} (expected keyword "
+                    f"arguments in {_KEYWORDS})"
+                )
         return funm(name, A, v, **kwargs)
 
-    fn.__name__ = {"sqrt": "sqrtm", "invsqrt": "invsqrtm", "exp": "expm", "log": "logm"}[name]
+    fn.__name__ = public
     fn.__qualname__ = fn.__name__
     fn.__doc__ = f"""{doc}
 

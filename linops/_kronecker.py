@@ -6,7 +6,15 @@ import torch
 
 from . import _banded
 from ._base import LinearOperator
-from ._utils import TensorCache, as_shape, complex_dtype, dense_copy, format_shape, real_dtype
+from ._utils import (
+    TensorCache,
+    as_shape,
+    check_no_meta,
+    complex_dtype,
+    dense_copy,
+    format_shape,
+    real_dtype,
+)
 
 __all__ = ["Kronecker"]
 
@@ -20,6 +28,7 @@ def _factor_size(factor, where: str) -> tuple[int, int]:
             )
         if not (factor.is_floating_point() or factor.is_complex()):
             raise ValueError(f"{where}: expected a floating or complex matrix, got {factor.dtype}")
+        check_no_meta(factor, where, "a matrix")
         return int(factor.shape[0]), int(factor.shape[1])
     if isinstance(factor, LinearOperator):
         if len(factor.in_shape) != 1 or len(factor.out_shape) != 1:

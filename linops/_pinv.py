@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._base import LinearOperator
@@ -48,6 +50,9 @@ def pinv(A: LinearOperator, *, rcond: float = 1e-12) -> Kronecker:
     """
     if not isinstance(A, LinearOperator):
         raise TypeError(f"pinv: expected a LinearOperator, got {type(A).__name__}")
+    ok = isinstance(rcond, (int, float)) and not isinstance(rcond, bool)
+    if not (ok and math.isfinite(rcond) and 0 <= rcond < 1):
+        raise ValueError(f"pinv: expected rcond in [0, 1) (a real number), got {rcond!r}")
     factors = _kron_factors(A, torch.float64, "cpu") if len(A.in_shape) >= 2 else None
     if factors is None:
         raise ValueError(

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ._base import LinearOperator
+from ._utils import check_device
 
 if TYPE_CHECKING:
     import scipy.sparse.linalg as spla
@@ -45,7 +46,15 @@ def as_scipy(A: LinearOperator, *, dtype=np.float64, device=None) -> spla.Linear
     """
     if not isinstance(A, LinearOperator):
         raise TypeError(f"as_scipy: expected a LinearOperator, got {type(A).__name__}")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"as_scipy: expected dtype as a NumPy dtype, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64, np.complex64, np.complex128):
+        raise TypeError(
+            f"as_scipy: expected dtype float32, float64, complex64 or complex128, got {dtype}"
+        )
+    device = check_device(device, "as_scipy")
     if A.is_complex:
         dtype = np.result_type(dtype, np.complex64)
     m, n = A.shape

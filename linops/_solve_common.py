@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 
 from ._base import LinearOperator
 from ._funm import ConvergenceError
-from ._utils import adjoint_mismatch, complex_dtype, format_shape, real_dtype
+from ._utils import adjoint_mismatch, check_data, complex_dtype, format_shape, real_dtype
 
 __all__ = ["SolveResult"]
 
@@ -108,6 +108,7 @@ def prepare_rhs(A: LinearOperator, b, where: str, shape: tuple[int, ...]):
             f"{where}: expected b with a floating or complex dtype, got {b.dtype}. "
             "Convert it first, e.g. b.double()"
         )
+    check_data(b, where, "b")
     nd = len(shape)
     if b.dim() < nd or tuple(b.shape[b.dim() - nd :]) != shape:
         side = "out_shape" if shape == A.out_shape and shape != A.in_shape else "in_shape"
@@ -136,8 +137,12 @@ def prepare_x0(x0, batch, shape, dtype, where: str) -> torch.Tensor | None:
             f"{where}: expected x0 of shape {format_shape(want)} (b's batch and A.in_shape), "
             f"got {format_shape(x0.shape)}"
         )
-    if not (x0.is_floating_point() or x0.is_complex()) or not bool(torch.isfinite(x0).all()):
+    if not (x0.is_floating_point() or x0.is_complex()):
         raise ValueError(f"{where}: expected a finite floating x0, got dtype {x0.dtype}")
+    if x0.device.type == "meta":
+        raise ValueError(f"{where}: expected x0 with data, got a tensor on the meta device")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"{where}: expected a finite x0, got NaN or inf entries")
     return x0.detach().to(dtype).reshape(-1, *shape)
 
 

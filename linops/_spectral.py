@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ._base import LinearOperator
+from ._utils import check_device, check_dtype, check_generator
 
 __all__ = ["PowerIterationResult", "lambda_max", "spectral_norm"]
 
@@ -40,8 +41,9 @@ class PowerIterationResult:
     converged: bool
 
 
-def _check(A, tol, max_iters, where, *, square=False):
-    """Shared argument checks of the spectral estimators."""
+def _check(A, tol, max_iters, where, *, square=False, dtype=torch.float64, device=None,
+           generator=None):
+    """Shared argument checks of the spectral estimators; returns the device."""
     if not isinstance(A, LinearOperator):
         raise TypeError(f"{where}: expected a LinearOperator, got {type(A).__name__}")
     if square and A.in_shape != A.out_shape:
@@ -49,10 +51,14 @@ def _check(A, tol, max_iters, where, *, square=False):
             f"{where}: expected a square operator, got in_shape {A.in_shape} and "
             f"out_shape {A.out_shape}"
         )
-    if not (isinstance(tol, (int, float)) and tol > 0):
+    real = isinstance(tol, (int, float)) and not isinstance(tol, bool)
+    if not (real and math.isfinite(tol) and tol > 0):
         raise ValueError(f"{where}: expected tol > 0, got {tol!r}")
-    if not (isinstance(max_iters, int) and max_iters >= 1):
+    if not (isinstance(max_iters, int) and not isinstance(max_iters, bool) and max_iters >= 1):
         raise ValueError(f"{where}: expected max_iters >= 1, got {max_iters!r}")
+    check_dtype(dtype, where, complex_ok=False)
+    check_generator(generator, where)
+    return check_device(device, where)
 
 
 def _power(matvec, shape, *, tol, max_iters, dtype, device, generator, scale):
@@ -119,7 +125,8 @@ def lambda_max(
     >>> round(res.value, 6), res.converged  # the constant image is kept as is
     (1.0, True)
     """
-    _check(A, tol, max_iters, "lambda_max", square=True)
+    device = _check(A, tol, max_iters, "lambda_max", square=True, dtype=dtype, device=device,
+                    generator=generator)
     return _power(
         A.apply,
         A.in_shape,
@@ -166,7 +173,8 @@ def spectral_norm(
     >>> round(linops.spectral_norm(A).value, 6)
     5.0
     """
-    _check(A, tol, max_iters, "spectral_norm")
+    device = _check(A, tol, max_iters, "spectral_norm", dtype=dtype, device=device,
+                    generator=generator)
 
     def scale(theta, res):
         sigma = math.sqrt(max(theta, 0.0))

@@ -80,7 +80,8 @@ def spectral_bounds(
     >>> round(b.upper, 6), b.converged, b.upper_error < 1e-9
     (0.251232, True, True)
     """
-    _check(A, tol, max_iters, "spectral_bounds", square=True)
+    device = _check(A, tol, max_iters, "spectral_bounds", square=True, dtype=dtype,
+                    device=device, generator=generator)
     if A.is_complex:
         raise ValueError("spectral_bounds: expected a real operator, got a complex one")
     if generator is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cmath
 import math
 import numbers
 from collections.abc import Sequence
@@ -31,6 +32,107 @@ def as_shape(shape, where: str) -> tuple[int, ...]:
             raise ValueError(f"{where}: expected a sequence of positive ints, got {tuple(shape)!r}")
         out.append(int(s))
     return tuple(out)
+
+
+#: half precisions: resizes, FFTs and DCTs have no kernels for them on every device
+HALF_DTYPES = (torch.float16, torch.bfloat16, torch.complex32)
+
+
+def check_scalar(value, where: str, name: str = "scale"):
+    """A finite real or complex Python/NumPy number, or a 0-d tensor (kept as is).
+
+    Booleans, strings and tensors with more than one element are a :class:`TypeError`;
+    NaN and inf a :class:`ValueError` (a tensor scale is not synchronised to check it).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0:
+            raise TypeError(
+                f"{where}: expected {name} as a number or a 0-d tensor, got a tensor of shape "
+                f"{format_shape(value.shape)}"
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        raise TypeError(f"{where}: expected {name} as a real or complex number, got {value!r}")
+    try:
+        finite = cmath.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        finite = False
+    if not finite:
+        raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
+    return value
+
+
+def check_data(x, where: str, name: str) -> torch.Tensor:
+    """A tensor to compute on: floating or complex, not half precision, with data (not meta)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected {name} to be a torch.Tensor, got {type(x).__name__}")
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ValueError(
+            f"{where}: expected {name} with a floating or complex dtype, got {x.dtype}. "
+            f"Convert it first, e.g. {name}.float() or {name}.double()"
+        )
+    if x.dtype in HALF_DTYPES:
+        raise TypeError(
+            f"{where}: expected {name} as float32, float64, complex64 or complex128, got "
+            f"{x.dtype} (resizes, FFTs and DCTs have no half-precision kernels on every "
+            f"device). Convert it first, e.g. {name}.float()"
+        )
+    if x.device.type == "meta":
+        raise ValueError(f"{where}: expected {name} with data, got a tensor on the meta device")
+    return x
+
+
+def check_no_meta(t: torch.Tensor, where: str, name: str) -> None:
+    """An operator's tensor must hold data: a ``meta`` tensor fails at the first apply."""
+    if t.device.type == "meta":
+        raise ValueError(f"{where}: expected {name} with data, got a tensor on the meta device")
+
+
+def check_dtype(dtype, where: str, *, complex_ok: bool = True) -> torch.dtype:
+    """float32 or float64 (or complex64/complex128 when ``complex_ok``)."""
+    ok = (torch.float32, torch.float64)
+    if complex_ok:
+        ok += (torch.complex64, torch.complex128)
+    if not isinstance(dtype, torch.dtype) or dtype not in ok:
+        names = ", ".join(str(d) for d in ok)
+        raise TypeError(f"{where}: expected dtype in ({names}), got {dtype!r}")
+    return dtype
+
+
+def check_device(device, where: str) -> torch.device | None:
+    """``None`` or a device that exists in this build and on this machine."""
+    if device is None:
+        return None
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"{where}: expected device such as 'cpu' or 'cuda:0', got {device!r}"
+            ) from None
+    if not isinstance(device, torch.device):
+        raise TypeError(f"{where}: expected device as a str or torch.device, got {device!r}")
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda" and torch.cuda.is_available() \
+            and (device.index or 0) < torch.cuda.device_count():
+        return device
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and mps is not None and mps.is_available():
+        return device
+    no_cuda = device.type == "cuda" and torch.version.cuda is None
+    why = " (this torch build has no CUDA)" if no_cuda else ""
+    raise ValueError(f"{where}: expected an available device, got {str(device)!r}{why}")
+
+
+def check_generator(generator, where: str):
+    """A :class:`torch.Generator` or ``None``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{where}: expected generator as a torch.Generator or None, got "
+            f"{type(generator).__name__}"
+        )
+    return generator
 
 
 def real_dtype(dtype: torch.dtype) -> torch.dtype:

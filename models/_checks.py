@@ -17,7 +17,20 @@ import math
 import numbers
 from collections.abc import Sequence
 
-__all__ = ["check_int", "check_int_pair", "check_int_tuple", "check_real"]
+import torch
+
+__all__ = [
+    "SEED_MAX",
+    "check_input_like",
+    "check_int",
+    "check_int_pair",
+    "check_int_tuple",
+    "check_real",
+    "check_seed",
+]
+
+#: Largest seed accepted (what ``torch.manual_seed`` takes: ``[0, 2^63 - 1]``).
+SEED_MAX = 2**63 - 1
 
 
 def _range_error(where: str, name: str, value, minimum, maximum) -> ValueError:
@@ -119,3 +132,35 @@ def check_real(
         interval = ("(" if open_low else "[") + f"{lo}, {hi}" + (")" if open_high else "]")
         raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
     return value
+
+
+def check_seed(where: str, name: str, seed) -> int | None:
+    """A seed in ``[0, SEED_MAX]``, or ``None``."""
+    if seed is None:
+        return None
+    return check_int(where, name, seed, 0, SEED_MAX)
+
+
+def check_input_like(where: str, name: str, x: torch.Tensor, module: torch.nn.Module) -> None:
+    """An input tensor on the device and in the dtype of ``module``'s parameters.
+
+    A mismatch would otherwise fail deep inside a convolution ("Input type (c10::Half) and
+    bias type (float) should be the same"); a ``meta`` tensor has no data to compute on.
+    Under autocast the dtype is autocast's business and is not checked.
+    """
+    param = next(module.parameters(), None)
+    if x.device.type == "meta" and (param is None or param.device.type != "meta"):
+        raise ValueError(f"{where}: expected {name} with data, got a meta tensor")
+    if param is None:
+        return
+    if x.device != param.device:
+        raise ValueError(
+            f"{where}: expected {name} on {param.device} (the parameters' device), got "
+            f"{x.device}; move it with {name}.to({str(param.device)!r}) or the network with "
+            f".to({str(x.device)!r})"
+        )
+    if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{where}: expected {name} as {param.dtype} (the parameters' dtype), got {x.dtype}; "
+            f"convert it with {name}.to({param.dtype}) or the network with .to({x.dtype})"
+        )

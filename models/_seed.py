@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from ._checks import check_seed
+
 __all__ = ["seeded"]
 
 
@@ -24,6 +26,7 @@ def seeded(seed: int | None, where: str) -> Iterator[None]:
         return
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"{where}: expected seed as an int or None, got {seed!r}")
+    check_seed(where, "seed", seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ._checks import check_int, check_int_pair
+from ._checks import check_input_like, check_int, check_int_pair
 from ._seed import seeded
 
 __all__ = ["DualConv2d", "SpectralConv2d", "kept_modes"]
@@ -46,7 +46,9 @@ def kept_modes(
     >>> kept_modes((8, 5), (8, 8), (16, 16))     # an 8-px grid resolves |k| <= 3 only
     (4, 3, 4)
     """
-    m1, m2 = modes
+    m1, m2 = check_int_pair("kept_modes", "modes", modes)
+    in_size = check_int_pair("kept_modes", "in_size", in_size)
+    out_size = check_int_pair("kept_modes", "out_size", out_size)
     k1 = (min(in_size[0], out_size[0]) - 1) // 2
     k2 = (min(in_size[1], out_size[1]) - 1) // 2
     return min(m1, k1 + 1), min(m1, k1), min(m2, k2 + 1)
@@ -168,8 +170,13 @@ class SpectralConv2d(nn.Module):
             raise ValueError(
                 f"{where}: expected x of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"{where}: expected x with a floating dtype, got {x.dtype}")
+        check_input_like(where, "x", x, self)
         in_size = (x.shape[-2], x.shape[-1])
         out_hw = in_size if out_size is None else check_int_pair(where, "out_size", out_size)
+        if x.shape[0] == 0:  # no sample: nothing to transform (an empty FFT is an error)
+            return x.new_zeros(0, self.out_channels, *out_hw)
         n_pos, n_neg, n_col = kept_modes(self.modes, in_size, out_hw)
         m1 = self.modes[0]
         x_ft = torch.fft.rfft2(x, norm="forward")

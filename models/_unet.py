@@ -20,7 +20,7 @@ from ._blocks import (
     conv3x3,
     zero_init,
 )
-from ._checks import check_int, check_int_tuple, check_real
+from ._checks import check_input_like, check_int, check_int_tuple, check_real
 from ._seed import seeded
 
 __all__ = ["UNet", "UNetBody"]
@@ -241,6 +241,7 @@ class UNetBody(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"{where}: expected x with a floating dtype, got {x.dtype}")
+        check_input_like(where, "x", x, self)
 
     def _embed(self, x: Tensor, t, where: str) -> Tensor:
         return self.time_embed(as_timesteps(t, x.shape[0], where, device=x.device))

@@ -78,15 +78,15 @@ def _real_option(low: float | None = None):
 
 
 def _scale_option(text: str):
-    """``--input-scale``: ``auto`` or a finite number."""
+    """``--input-scale``: ``auto`` or a finite number > 0 (0 would erase the inputs)."""
     if text == "auto":
         return text
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number or 'auto', got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'auto', got {text!r}")
     return value
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_device
+from .._checks import check_bool, check_device
 from .._denoiser import as_denoiser
 from .._objectives import default_prediction
 from ..training._checkpoint import (
@@ -129,6 +129,7 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
         When ``device`` is neither a str nor a :class:`torch.device`.
     """
     device = check_device("load_model", "device", device)
+    use_ema = check_bool("load_model", "use_ema", use_ema)
     path = resolve_model_file(source)
     ck = load_checkpoint(path)
     meta = recorded_meta(path, ck)
@@ -182,6 +183,9 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     -------
     Path
     """
+    if Path(out).is_dir():
+        raise ValueError(f"export_model: expected out as a file path, got the folder '{out}'; "
+                         "name the file, e.g. model.safetensors")
     path = resolve_model_file(checkpoint)
     ck = load_checkpoint(path)
     weights = ck.ema if ck.ema else ck.model

@@ -15,7 +15,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .._checks import check_int, check_real, check_spin_values
+from .._checks import check_int, check_real, check_seed, check_spin_values
 from ._exact import T_C
 
 __all__ = [
@@ -198,7 +198,7 @@ def wolff_configurations(
     where = "wolff_configurations"
     L = check_int(where, "L", L, 2)
     n = check_int(where, "n", n, 1)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     chains = check_int(where, "chains", chains, 1)
     thermalize_sweeps = check_int(where, "thermalize_sweeps", thermalize_sweeps, 0)
     spacing = default_spacing(L) if spacing is None else check_int(where, "spacing", spacing, 1)
@@ -222,6 +222,9 @@ def wolff_configurations(
 
 def _check_configs(where: str, configs) -> np.ndarray:
     configs = np.asarray(configs)
+    kind = configs.dtype
+    if not any(np.issubdtype(kind, k) for k in (np.floating, np.integer, np.bool_)):
+        raise TypeError(f"{where}: expected configs as a real numeric array, got dtype {kind}")
     if configs.ndim < 2 or configs.shape[-1] != configs.shape[-2]:
         raise ValueError(f"{where}: expected configs of shape (..., L, L), got {configs.shape}")
     return check_spin_values(where, "configs", configs)
@@ -339,7 +342,7 @@ def ising_dataset(
     where = "ising_dataset"
     L = check_int(where, "L", L, 2)
     n = check_int(where, "n", n, 1)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     folder = _default_cache_dir() if cache_dir is None else Path(cache_dir)
     path = _cache_path(folder, L, n, seed)
     if path.exists():

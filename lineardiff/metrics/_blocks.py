@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int, check_spin_values
+from .._checks import check_int, check_seed, check_spin_values
 
 __all__ = ["block_consistency", "majority_blocks"]
 
@@ -56,7 +56,7 @@ def majority_blocks(configs, b: int = 2, *, seed: int = 0) -> np.ndarray:
     """
     where = "majority_blocks"
     b = check_int(where, "b", b, 1)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     sums = _block_sums(where, _configs(where, configs), b)
     ties = np.random.default_rng(seed).choice(np.array([-1, 1]), size=sums.shape)
     return np.where(sums > 0, 1, np.where(sums < 0, -1, ties)).astype(np.int8)

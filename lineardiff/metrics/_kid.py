@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from ._arrays import feature_matrix, same_dim
 
 __all__ = ["KIDResult", "kid"]
@@ -50,7 +50,7 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 def kid_options(where: str, subsets, subset_size, seed, n_min: int) -> tuple[int, int, int]:
     """Checked ``(subsets, subset_size, seed)`` of :func:`kid` for sets of ``>= n_min`` rows."""
     subsets = check_int(where, "subsets", subsets, 1)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     if subset_size is None:
         subset_size = min(1000, n_min)
     subset_size = check_int(where, "subset_size", subset_size, 2)

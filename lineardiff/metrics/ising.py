@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 from scipy import stats as _stats
 
-from .._checks import check_int, check_spin_values
+from .._checks import check_int, check_seed, check_spin_values
 from ..data import T_C, energy_per_site, magnetization
 from ._curves import CURVES, check_curves, compare_curves
 from ._lattice import as_numeric, as_spins, min_image_radius
@@ -369,7 +369,7 @@ def summary(configs, *, n_boot: int = 200, seed: int = 0) -> dict[str, dict[str,
     """
     where = "summary"
     n_boot = check_int(where, "n_boot", n_boot, 2)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     obs = _per_config(where, configs, min_n=2)
     value = _scalars(obs["e"], obs["m"], obs["seam"], obs["N"])
     reps = _bootstrap(obs, n_boot, np.random.default_rng(seed))
@@ -422,7 +422,7 @@ def compare(a, b, *, n_boot: int = 200, seed: int = 0, curves=CURVES) -> dict:
     """
     where = "compare"
     n_boot = check_int(where, "n_boot", n_boot, 2)
-    seed = check_int(where, "seed", seed, 0)
+    seed = check_seed(where, "seed", seed)
     curves = check_curves(where, curves)
     s_a = as_spins(f"{where} (a)", a, min_n=2)
     s_b = as_spins(f"{where} (b)", b, min_n=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .._checks import check_int
 from ._checkpoint_format import (
     _META,
     _META_SHA,
@@ -21,6 +23,8 @@ from ._checkpoint_format import (
     _json_rng,
     _sha256,
     capture_rng,
+    check_path,
+    check_rng,
     restore_rng,
 )
 from ._checkpoint_read import load_checkpoint
@@ -43,6 +47,130 @@ def _umask() -> int:
     return mask
 
 
+_SAVE = "save_checkpoint"
+
+
+def _check_tensor_dict(state, name: str) -> None:
+    """A dict of str to tensors holding data (``model``, ``ema``)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{_SAVE}: expected {name} as a dict of str to Tensor, got "
+                        f"{type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{_SAVE}: expected {name} with str keys, got {key!r}")
+        _check_tensor(value, f"{name}[{key!r}]")
+
+
+def _check_tensor(value, name: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{_SAVE}: expected {name} as a torch.Tensor, got {type(value).__name__}")
+    if value.device.type == "meta":
+        raise CheckpointError(f"{_SAVE}: expected {name} with data, got a tensor on the meta "
+                              "device")
+
+
+def _finite_copy(value: torch.Tensor, name: str) -> torch.Tensor:
+    """The tensor as stored (a contiguous CPU copy), refused if it holds NaN or inf: the
+    loader refuses such a file (one reduction per float tensor, on the copy)."""
+    copy = value.detach().cpu().contiguous().clone()
+    if (copy.is_floating_point() or copy.is_complex()) and not bool(torch.isfinite(copy).all()):
+        raise CheckpointError(f"{_SAVE}: expected finite values in {name}, got NaN or inf")
+    return copy
+
+
+def _check_finite_numbers(value, name: str) -> None:
+    """No NaN or inf among the numbers of an optimiser's groups and state (the loader's rule)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"{_SAVE}: expected a finite number in {name}, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite_numbers(v, f"{name}[{k!r}]")
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite_numbers(v, f"{name}[{i}]")
+
+
+def _check_ema(model: dict, ema) -> None:
+    if ema is None:
+        return
+    _check_tensor_dict(ema, "checkpoint.ema")
+    for key in sorted(set(model) | set(ema)):
+        if key not in ema or key not in model:
+            only = "checkpoint.ema" if key in ema else "checkpoint.model"
+            raise CheckpointError(f"{_SAVE}: expected checkpoint.ema with the keys of "
+                                  f"checkpoint.model, got {key!r} only in {only}")
+        if ema[key].shape != model[key].shape or ema[key].dtype != model[key].dtype:
+            raise CheckpointError(
+                f"{_SAVE}: expected checkpoint.ema[{key!r}] with shape "
+                f"{tuple(model[key].shape)} and dtype {_dtype_name(model[key])} (those of the "
+                f"model's), got {tuple(ema[key].shape)} and {_dtype_name(ema[key])}"
+            )
+
+
+def _check_optimizer(optimizer) -> None:
+    """An optimiser ``state_dict`` as the loader accepts it: ``param_groups`` with distinct
+    non-negative parameter ids, ``state`` keyed by those ids, finite numbers."""
+    if optimizer is None:
+        return
+    name = "checkpoint.optimizer"
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) \
+            or not isinstance(optimizer.get("param_groups"), list):
+        raise TypeError(f"{_SAVE}: expected {name} as an optimiser state_dict (a dict with a "
+                        f"dict 'state' and a list 'param_groups'), got {type(optimizer).__name__}"
+                        f"{'' if not isinstance(optimizer, dict) else ' without them'}")
+    params: set[int] = set()
+    for i, group in enumerate(optimizer["param_groups"]):
+        where = f"{name}['param_groups'][{i}]"
+        ids = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(ids, list):
+            raise TypeError(f"{_SAVE}: expected {where} as a dict with a list 'params', got "
+                            f"{type(group).__name__}")
+        for j in ids:
+            if isinstance(j, bool) or not isinstance(j, int) or j < 0 or j in params:
+                raise CheckpointError(f"{_SAVE}: expected distinct non-negative int ids in "
+                                      f"{where}['params'], got {ids!r}")
+            params.add(j)
+        _check_finite_numbers(group, where)
+    for idx, entry in optimizer["state"].items():
+        where = f"{name}['state'][{idx!r}]"
+        if isinstance(idx, bool) or not str(idx).isdigit() or int(idx) not in params:
+            raise CheckpointError(f"{_SAVE}: expected the keys of {name}['state'] to be ids "
+                                  f"in its param_groups, got {idx!r}")
+        if not isinstance(entry, dict):
+            raise TypeError(f"{_SAVE}: expected {where} as a dict, got {type(entry).__name__}")
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                _check_tensor(value, f"{where}[{key!r}]")
+            else:
+                _check_finite_numbers(value, f"{where}[{key!r}]")
+
+
+def _check_checkpoint(checkpoint) -> int:
+    """The loader's rules, at save time: a writer that produces only files
+    :func:`load_checkpoint` accepts (the finiteness of tensors is checked on their copies).
+    Returns the step as an int."""
+    if not isinstance(checkpoint, Checkpoint):
+        raise TypeError(f"{_SAVE}: expected a Checkpoint, got {type(checkpoint).__name__}")
+    _check_tensor_dict(checkpoint.model, "checkpoint.model")
+    _check_ema(checkpoint.model, checkpoint.ema)
+    if not isinstance(checkpoint.config, dict):
+        raise TypeError(f"{_SAVE}: expected checkpoint.config as a dict, got "
+                        f"{type(checkpoint.config).__name__}")
+    step = check_int(_SAVE, "checkpoint.step", checkpoint.step, minimum=0)
+    train = checkpoint.config.get("train")
+    steps = train.get("steps") if isinstance(train, dict) else None
+    if isinstance(steps, int) and not isinstance(steps, bool) and step > steps:
+        raise CheckpointError(f"{_SAVE}: expected checkpoint.step at most "
+                              f"config['train']['steps'] = {steps}, got {step}")
+    if not isinstance(checkpoint.extra, dict):
+        raise TypeError(f"{_SAVE}: expected checkpoint.extra as a dict, got "
+                        f"{type(checkpoint.extra).__name__}")
+    _check_optimizer(checkpoint.optimizer)
+    if checkpoint.rng is not None:
+        check_rng(checkpoint.rng, _SAVE, "checkpoint.rng")
+    return step
+
+
 def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -56,10 +184,23 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     path : str or Path
         Target file (conventionally ``*.safetensors``); its folder must exist.
     checkpoint : Checkpoint
+        What :func:`load_checkpoint` accepts, checked before anything is written: ``step`` a
+        non-negative int (at most ``config["train"]["steps"]`` when recorded), finite float
+        tensors, an EMA with the model's keys, shapes and dtypes, an optimiser
+        ``state_dict`` and a random state from :func:`capture_rng`.
 
     Returns
     -------
     Path
+
+    Raises
+    ------
+    TypeError
+        For a ``path`` that is not a ``str`` or ``os.PathLike``, a ``checkpoint`` that is
+        not a :class:`Checkpoint`, or fields of the wrong kind.
+    ValueError
+        For a negative step; :class:`CheckpointError` (a ``ValueError``) for contents the
+        loader would refuse (NaN or inf, a mismatched EMA, ...) and a missing folder.
 
     Notes
     -----
@@ -77,17 +218,20 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
     >>> load_checkpoint(path).step
     5
     """
+    check_path(path, _SAVE)
+    step = _check_checkpoint(checkpoint)
     path = Path(path)
     if not path.parent.is_dir():
         raise CheckpointError(f"save_checkpoint: expected an existing folder for {path}, got none")
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, state in (("model.", checkpoint.model), ("ema.", checkpoint.ema or {})):
+    for field_name, state in (("model", checkpoint.model), ("ema", checkpoint.ema or {})):
         for key, value in state.items():
-            tensors[prefix + key] = value.detach().cpu().contiguous().clone()
+            tensors[f"{field_name}.{key}"] = _finite_copy(
+                value, f"checkpoint.{field_name}[{key!r}]")
     meta = {
         "format": FORMAT,
         "config": checkpoint.config,
-        "step": int(checkpoint.step),
+        "step": step,
         "has_ema": checkpoint.ema is not None,
         "extra": checkpoint.extra,
     }
@@ -98,7 +242,8 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> Path:
             slots[str(idx)] = {}
             for name, value in entry.items():
                 if isinstance(value, torch.Tensor):
-                    tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous().clone()
+                    tensors[f"optim.{idx}.{name}"] = _finite_copy(
+                        value, f"checkpoint.optimizer['state'][{idx!r}][{name!r}]")
                     slots[str(idx)][name] = "tensor"
                 else:
                     slots[str(idx)][name] = value

@@ -24,6 +24,7 @@ from ._checkpoint_format import (
     CheckpointError,
     _dtype_name,
     _sha256,
+    check_path,
 )
 
 __all__ = ["load_checkpoint"]
@@ -268,9 +269,12 @@ def load_checkpoint(path) -> Checkpoint:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
     CheckpointError
         If the file is missing, truncated or corrupt, or not a lineardiff checkpoint.
     """
+    check_path(path, "load_checkpoint")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"load_checkpoint: expected a checkpoint file at {path}, found none")

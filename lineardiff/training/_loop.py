@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -45,6 +46,10 @@ def _check_data(process: DiffusionProcess, data, name: str, world_size: int) -> 
     if not isinstance(data, torch.Tensor) or tuple(data.shape[1:]) != shape or data.shape[0] < 1:
         got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
         raise ValueError(f"train: expected {name} of shape (N, *{shape}), got {got}")
+    if data.device.type == "meta":
+        raise ValueError(f"train: expected {name} holding values, got a meta tensor")
+    if data.is_complex():
+        raise TypeError(f"train: expected real {name}, got {data.dtype}")
     if not bool(torch.isfinite(data).all()):
         raise ValueError(f"train: expected finite {name}, got NaN or inf values")
     if data.shape[0] < world_size:
@@ -245,6 +250,22 @@ def train(
     >>> res.step, len(res.losses)
     (2, 2)
     """
+    if not isinstance(net, torch.nn.Module) or next(net.parameters(), None) is None:
+        got = "a module without parameters" if isinstance(net, torch.nn.Module) else \
+            type(net).__name__
+        raise TypeError(f"train: expected net as a torch.nn.Module with parameters, got {got}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"train: expected config as a TrainConfig (lineardiff.TrainConfig(steps=...)), got "
+            f"{type(config).__name__}"
+        )
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(
+            f"train: expected checkpoint as a str, Path or None, got {type(checkpoint).__name__}"
+        )
+    for name, value in (("resume", resume), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise TypeError(f"train: expected {name} as True or False, got {value!r}")
     _check_train_args(log_csv, callback, callback_every, find_unused_parameters)
     info = init_distributed()
     entries, probs, prediction = _resolutions(process, data, config, info.world_size)

@@ -204,3 +204,68 @@ def test_train_refuses_what_it_cannot_resume(tmp_path):
     res = train(models.UNet(1, **tiny), p, data, TrainConfig(steps=3, batch_size=2),
                 checkpoint=path, progress=False, meta={"resume_key": {"lr": 1, "data": [1, 2]}})
     assert res.step == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# bad calls: a clear error naming the argument, never a KeyError or an AttributeError
+
+
+def _ck(**changes):
+    net, opt = _trained()
+    fields = dict(model=net.state_dict(), config={"train": {"steps": 10}}, step=3,
+                  ema={k: v.clone() for k, v in net.state_dict().items()},
+                  optimizer=opt.state_dict(), rng=capture_rng())
+    fields.update(changes)
+    return Checkpoint(**fields)
+
+
+_NAN = torch.tensor([float("nan")])
+_RNG_DICT = r"expected rng as the dict capture_rng\(\) returns, with keys 'torch', 'numpy' and 'python'"
+
+BAD_CALLS = [
+    # (call taking the target path, exception, message regex)
+    (lambda p: restore_rng({}), ValueError, rf"restore_rng: {_RNG_DICT}, got an empty dict"),
+    (lambda p: restore_rng("x"), TypeError, rf"restore_rng: {_RNG_DICT}, got str"),
+    (lambda p: restore_rng(dict(capture_rng(), cuda=1)), ValueError, r"restore_rng: .*got keys 'torch', 'numpy', 'python', 'cuda'"),
+    (lambda p: restore_rng(dict(capture_rng(), torch=1)), TypeError, r"restore_rng: expected rng\['torch'\] as a torch.Tensor \(torch.get_rng_state\(\)\), got int"),
+    (lambda p: restore_rng(dict(capture_rng(), torch=torch.zeros(10, dtype=torch.uint8))), ValueError, r"restore_rng: expected rng\['torch'\] as a uint8 CPU tensor of shape \(5056,\) .*got uint8 of shape \(10,\)"),
+    (lambda p: restore_rng(dict(capture_rng(), numpy=("MT19937", [1, 2], 0, 0, 0.0))), ValueError, r"restore_rng: expected rng\['numpy'\] as a NumPy MT19937 state .*2 key words instead of 624"),
+    (lambda p: restore_rng(dict(capture_rng(), python=(3, [1], None))), ValueError, r"restore_rng: expected rng\['python'\] as a Python random state"),
+    (lambda p: save_checkpoint(p, {"model": {}}), TypeError, r"save_checkpoint: expected a Checkpoint, got dict"),
+    (lambda p: save_checkpoint(3, _ck()), TypeError, r"save_checkpoint: expected a path, got int"),
+    (lambda p: load_checkpoint(3), TypeError, r"load_checkpoint: expected a path, got int"),
+    (lambda p: load_checkpoint(None), TypeError, r"load_checkpoint: expected a path, got NoneType"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={"w": _NAN}, config={})), CheckpointError, r"save_checkpoint: expected finite values in checkpoint.model\['w'\], got NaN or inf"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={}, config={}, step=-1)), ValueError, r"save_checkpoint: expected checkpoint.step >= 0, got -1"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={}, config={}, step=True)), TypeError, r"save_checkpoint: expected checkpoint.step as an int, got True"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={}, config={}, step=2.5)), TypeError, r"save_checkpoint: expected checkpoint.step as an int, got 2.5"),
+    (lambda p: save_checkpoint(p, Checkpoint(model=[1], config={})), TypeError, r"save_checkpoint: expected checkpoint.model as a dict of str to Tensor, got list"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={"w": 1.0}, config={})), TypeError, r"save_checkpoint: expected checkpoint.model\['w'\] as a torch.Tensor, got float"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={"w": torch.ones(2, device="meta")}, config={})), CheckpointError, r"save_checkpoint: expected checkpoint.model\['w'\] with data, got a tensor on the meta device"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={}, config=[1])), TypeError, r"save_checkpoint: expected checkpoint.config as a dict, got list"),
+    (lambda p: save_checkpoint(p, Checkpoint(model={}, config={}, extra=None)), TypeError, r"save_checkpoint: expected checkpoint.extra as a dict, got NoneType"),
+    (lambda p: save_checkpoint(p, _ck(optimizer=[])), TypeError, r"save_checkpoint: expected checkpoint.optimizer as an optimiser state_dict"),
+    (lambda p: save_checkpoint(p, _ck(rng={})), ValueError, r"save_checkpoint: expected checkpoint.rng as the dict capture_rng\(\) returns"),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), BAD_CALLS,
+                         ids=[f"{i}-{row[2].split(':')[0]}" for i, row in enumerate(BAD_CALLS)])
+def test_bad_calls_are_named(tmp_path, call, exc, match):
+    state = (torch.get_rng_state(), np.random.get_state(), random.getstate())  # noqa: NPY002
+    with pytest.raises(exc, match=match):
+        call(tmp_path / "c.safetensors")
+    assert os.listdir(tmp_path) == []  # nothing written, not even a temporary file
+    if match.startswith("restore_rng"):  # a refused state changes none of the global ones
+        assert torch.equal(torch.get_rng_state(), state[0]) and random.getstate() == state[2]
+        assert np.array_equal(np.random.get_state()[1], state[1][1])  # noqa: NPY002
+
+
+def test_restore_rng_takes_what_capture_rng_and_load_checkpoint_give(tmp_path):
+    rng = capture_rng()
+    first = (torch.rand(1), np.random.rand(), random.random())  # noqa: NPY002
+    restore_rng(rng)
+    assert (torch.rand(1), np.random.rand(), random.random()) == first  # noqa: NPY002
+    path = save_checkpoint(tmp_path / "c.safetensors", _ck(rng=rng))
+    restore_rng(load_checkpoint(path).rng)
+    assert (torch.rand(1), np.random.rand(), random.random()) == first  # noqa: NPY002

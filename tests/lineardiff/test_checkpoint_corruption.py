@@ -286,6 +286,65 @@ def test_tensor_contents_are_named(tmp_path, edit, pieces):
     _fails(path, *pieces)
 
 
+def _opt_state(edit):
+    """The AdamW state_dict of _full_checkpoint's run, edited."""
+    net = _net()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    net(torch.randn(5, 3)).square().sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    edit(state)
+    return state
+
+
+def _model(edit):
+    state = {k: v.clone() for k, v in _net().state_dict().items()}
+    edit(state)
+    return state
+
+
+# what load_checkpoint refuses above, save_checkpoint refuses to write (before any file
+# exists); each row: (the Checkpoint fields to change, built lazily, exception, regex)
+WRITER_REFUSES = [
+    (lambda: dict(model=_model(lambda m: m["0.bias"].__setitem__(0, float("nan")))), CheckpointError,
+     r"save_checkpoint: expected finite values in checkpoint.model\['0.bias'\], got NaN or inf"),
+    (lambda: dict(ema=_model(lambda m: m["2.weight"].__setitem__((0, 0), float("inf")))), CheckpointError,
+     r"save_checkpoint: expected finite values in checkpoint.ema\['2.weight'\]"),
+    (lambda: dict(optimizer=_opt_state(lambda s: s["state"][1]["exp_avg_sq"].__setitem__(0, float("inf")))),
+     CheckpointError, r"save_checkpoint: expected finite values in checkpoint.optimizer\['state'\]\[1\]\['exp_avg_sq'\]"),
+    (lambda: dict(step=-1), ValueError, r"save_checkpoint: expected checkpoint.step >= 0, got -1"),
+    (lambda: dict(step=11), CheckpointError, r"save_checkpoint: expected checkpoint.step at most config\['train'\]\['steps'\] = 10, got 11"),
+    (lambda: dict(step="3"), TypeError, r"save_checkpoint: expected checkpoint.step as an int, got '3'"),
+    (lambda: dict(config=[1]), TypeError, r"save_checkpoint: expected checkpoint.config as a dict, got list"),
+    (lambda: dict(extra=[]), TypeError, r"save_checkpoint: expected checkpoint.extra as a dict, got list"),
+    (lambda: dict(ema=_model(lambda m: m.pop("2.bias"))), CheckpointError,
+     r"save_checkpoint: expected checkpoint.ema with the keys of checkpoint.model, got '2.bias' only in checkpoint.model"),
+    (lambda: dict(ema=_model(lambda m: m.update({"0.weight": torch.zeros(4, 3, dtype=torch.float64)}))), CheckpointError,
+     r"save_checkpoint: expected checkpoint.ema\['0.weight'\] with shape \(4, 3\) and dtype float32 \(those of the model's\), got \(4, 3\) and float64"),
+    (lambda: dict(optimizer=_opt_state(lambda s: s["param_groups"][0].update(lr=float("nan")))), CheckpointError,
+     r"save_checkpoint: expected a finite number in checkpoint.optimizer\['param_groups'\]\[0\]\['lr'\], got nan"),
+    (lambda: dict(optimizer=_opt_state(lambda s: s["param_groups"][0].update(params=[0, 0, 1, 2]))), CheckpointError,
+     r"save_checkpoint: expected distinct non-negative int ids in checkpoint.optimizer\['param_groups'\]\[0\]\['params'\]"),
+    (lambda: dict(optimizer=_opt_state(lambda s: s["state"].update({7: {}}))), CheckpointError,
+     r"save_checkpoint: expected the keys of checkpoint.optimizer\['state'\] to be ids in its param_groups, got 7"),
+    (lambda: dict(optimizer={"state": {}}), TypeError, r"save_checkpoint: expected checkpoint.optimizer as an optimiser state_dict"),
+    (lambda: dict(rng={"torch": torch.get_rng_state()}), ValueError, r"save_checkpoint: expected checkpoint.rng as the dict capture_rng\(\) returns"),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "exc", "match"), WRITER_REFUSES,
+    ids=["nan-weight", "inf-ema", "inf-moment", "negative-step", "step-past-steps", "str-step",
+         "config-list", "extra-list", "ema-key", "ema-dtype", "nan-lr", "duplicate-ids",
+         "unknown-state-id", "optimizer-without-groups", "rng-without-keys"],
+)
+def test_the_writer_refuses_what_the_loader_refuses(tmp_path, changes, exc, match):
+    fields = changes()
+    with pytest.raises(exc, match=match):
+        _full_checkpoint(tmp_path / "c.safetensors", **fields)
+    assert os.listdir(tmp_path) == []  # no file, no temporary file
+
+
 def test_optimizer_state_of_the_wrong_shape_is_refused_before_loading(tmp_path):
     path = _full_checkpoint(tmp_path / "c.safetensors")
     wide = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))

@@ -67,6 +67,10 @@ def files(tmp_path_factory):
     (root / "truncated.npy").write_bytes((root / "ok.npy").read_bytes()[:100])
     (root / "notes.txt").write_text("not an image\n")
     (root / "binary.toml").write_bytes(bytes(range(256)))
+    np.save(root / "flat.npy", np.ones(16))
+    np.save(root / "five.npy", np.ones((2, 5, 5)))
+    (root / "garbage.safetensors").write_bytes(bytes(range(200)))
+    (root / "a_folder").mkdir()
     return root
 
 
@@ -102,7 +106,9 @@ CASES = [
     ([*UP, "{tmp}/ok.npy", "--steps", "0"], 2, r"argument --steps: expected an integer >= 1, got 0$"),
     ([*UP, "{tmp}/ok.npy", "--seed", SEED_OVER], 2, r"argument --seed: expected an integer in \[0, 9223372036854775807\], got 9223372036854775808$"),
     ([*UP, "{tmp}/ok.npy", "--ilvr-nsr", "nan"], 2, r"argument --ilvr-nsr: expected a finite number >= 0, got 'nan'$"),
-    ([*UP[:-3], "--input-scale", "inf", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number or 'auto', got 'inf'$"),
+    ([*UP[:-3], "--input-scale", "inf", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got 'inf'$"),
+    ([*UP[:-3], "--input-scale", "0", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got '0'$"),
+    ([*UP[:-3], "--input-scale", "-1", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got '-1'$"),
     (["sample", *RUN, "--out", "{tmp}/s", "--seed", str(2**64)], 2, r"argument --seed: expected an integer in \[0, 9223372036854775807\], got 18446744073709551616$"),
     (["sample", *RUN, "--out", "{tmp}/s", "--seed", "-1"], 2, r"argument --seed: expected an integer in \[0, 9223372036854775807\], got -1$"),
     (["sample", *RUN, "--out", "{tmp}/s", "--n", "two"], 2, r"argument --n: expected an integer >= 1, got 'two'$"),
@@ -124,6 +130,15 @@ CASES = [
     ([*TRAIN, "--set", "train.seed=-1"], 2, r"config \[train\]: TrainConfig: expected seed in \[0, 9223372036854775807\], got -1$"),
     (["train", "--config", "{tmp}/binary.toml"], 2, r"config .*binary.toml: expected a TOML file \(UTF-8 text\), got bytes that are not text \(byte 128: b'\\x80'\)$"),
     ([*TRAIN, "--set", 'data.cache_dir="/proc/forbidden"'], 2, r"config \[data\] cache_dir: expected a writable folder, got '/proc/forbidden' \(No such file or directory\); choose another, or leave it empty for the default"),
+    # found by the second probe (issue 15)
+    (["sample", "--model", "{tmp}/garbage.safetensors", "--out", "{tmp}/s", "--quiet"], 2, r"load_checkpoint: .*garbage.safetensors is corrupt or not a safetensors file"),
+    (["sample", *RUN, "--out", "{tmp}/s", "--steps", "1e3"], 2, r"argument --steps: expected an integer >= 1, got '1e3'$"),
+    ([*UP, "{tmp}/flat.npy"], 2, r"--input: expected an array \(n, h, w\) or \(n, C, h, w\), got \(16,\)$"),
+    ([*UP, "{tmp}/five.npy"], 2, r"super_resolve: expected inputs at one of the model's resolutions \[4\], got 5$"),
+    ([*EV, "--task", "upscale", "--factor", "3"], 2, r"evaluate_upscaling: expected a factor > 1 with L / factor an integer \(L = 8\), got 3$"),
+    (["export", "{run}", "--to", "{tmp}/a_folder"], 2, r"export_model: expected out as a file path, got the folder '.*a_folder'"),
+    ([*TRAIN, "--set", "train.lr=nan"], 2, r"config \[train\] lr: expected a finite number, got nan$"),
+    ([*TRAIN, "--set", 'train.steps="10"'], 2, r"config \[train\] steps: expected an integer, got '10' \(str\)$"),
     # the work fails: exit 1
     (["train", "--config", "{tmp}/tiny.toml", "--quiet", "--set", 'train.out="{tmp}/diverged"', "--set", "train.lr=1e30", "--set", "train.steps=3"], 1, r"train: the loss became (inf|nan) at step \d+; lower lr$"),
     ([*TRAIN, "--set", 'data.cache_dir="{tmp}/tiny.toml/cache"'], 2, r"config \[data\] cache_dir: expected a writable folder, got '.*tiny.toml/cache' \(Not a directory\)"),

@@ -234,7 +234,7 @@ def test_default_spacing():
     [
         ({"L": 1}, ValueError, r"wolff_configurations: expected L >= 2, got 1"),
         ({"n": 0}, ValueError, r"wolff_configurations: expected n >= 1, got 0"),
-        ({"seed": -1}, ValueError, r"wolff_configurations: expected seed >= 0, got -1"),
+        ({"seed": -1}, ValueError, r"wolff_configurations: expected seed in \[0, 9223372036854775807\], got -1"),
         ({"chains": 0}, ValueError, r"wolff_configurations: expected chains >= 1, got 0"),
         ({"thermalize_sweeps": -1}, ValueError, r"expected thermalize_sweeps >= 0, got -1"),
         ({"spacing": 0}, ValueError, r"wolff_configurations: expected spacing >= 1, got 0"),
@@ -334,7 +334,7 @@ def test_corrupt_cache_is_regenerated(tmp_path, corrupt):
 def test_dataset_argument_errors(tmp_path):
     with pytest.raises(ValueError, match=r"ising_dataset: expected L >= 2, got 0"):
         ising_dataset(0, 5, cache_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"ising_dataset: expected seed >= 0, got -3"):
+    with pytest.raises(ValueError, match=r"ising_dataset: expected seed in \[0, 9223372036854775807\], got -3"):
         ising_dataset(8, 5, seed=-3, cache_dir=tmp_path)
 
 

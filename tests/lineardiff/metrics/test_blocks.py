@@ -71,7 +71,7 @@ test_errors_name_the_problem = raises_test(
         (
             lambda: majority_blocks(np.ones((1, 4, 4)), seed=-1),
             ValueError,
-            "majority_blocks: expected seed >= 0, got -1",
+            "majority_blocks: expected seed in \\[0, 9223372036854775807\\], got -1",
         ),
         (
             lambda: block_consistency(np.ones((2, 4, 4)), np.ones((2, 3, 3))),

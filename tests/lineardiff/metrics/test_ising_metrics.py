@@ -320,7 +320,7 @@ test_errors = raises_test(
         (
             lambda: compare(np.ones((2, 4, 4)), np.ones((2, 4, 4)), seed=-1),
             ValueError,
-            "compare: expected seed >= 0, got -1",
+            "compare: expected seed in \\[0, 9223372036854775807\\], got -1",
         ),
     ]
 )
