@@ -12,6 +12,7 @@ line and everything it writes). Every public name is importable from here.
 
 from ._denoiser import as_denoiser
 from ._generate import generate, super_resolve
+from ._guidance import block_sign_likelihood
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._objectives import (
     default_prediction,
@@ -78,6 +79,7 @@ __all__ = [
     "ancestral_sample",
     "as_denoiser",
     "bd_alpha_sigma",
+    "block_sign_likelihood",
     "bd_blur_sigma",
     "bd_dissipation",
     "capture_rng",

@@ -19,6 +19,7 @@ from ._checks import (
     check_real_tensor,
     check_timesteps,
 )
+from ._guidance import guidable, guided_signal
 from ._process import DiffusionProcess
 
 __all__ = ["ancestral_sample", "respace", "skild_upscale", "upscale"]
@@ -81,6 +82,8 @@ def ancestral_sample(
     dtype: torch.dtype = torch.float32,
     device=None,
     guide: Callable | None = None,
+    log_likelihood: Callable | None = None,
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """Sample by walking the exact posterior ``q(x_s | x_t, x0_hat)`` from ``T`` to ``0``.
 
@@ -116,6 +119,16 @@ def ancestral_sample(
     guide : callable, optional
         ``guide(s, x_s) -> x_s`` applied to every new state before the next step (e.g. the
         low-frequency replacement of :func:`upscale` with ``ilvr=True``).
+    log_likelihood : callable, optional
+        ``log_likelihood(x0) -> Tensor (n,)``: the log-likelihood of an observation given a
+        clean image (e.g. :func:`block_sign_likelihood`). Each step's predicted signal
+        ``z(x_t)`` becomes ``z + guidance_scale (sigma_t^2 / a_t) grad_{x_t}
+        log_likelihood(z(x_t))`` (Tweedie's formula with diffusion posterior sampling's
+        approximation ``p(y | x_t) ~ p(y | z(x_t))``; one backward pass of the network per
+        step), at the states ``x_t = a_t x_0 + sigma_t eps`` of the full shape (DDPM, VE,
+        SSD at its last resolution); other states are walked unguided.
+    guidance_scale : float, default 1.0
+        The factor ``zeta`` above (1: the plain approximation).
 
     Returns
     -------
@@ -146,6 +159,13 @@ def ancestral_sample(
         clip = check_real(where, "clip", clip, low=0)
     check_callable(where, "callback", callback, optional=True)
     check_callable(where, "guide", guide, optional=True)
+    check_callable(where, "log_likelihood", log_likelihood, optional=True)
+    if log_likelihood is not None:
+        guidance_scale = check_real(where, "guidance_scale", guidance_scale, low=0,
+                                    open_low=False)
+        if not hasattr(process, "transition"):
+            raise ValueError(f"{where}: expected a process with states a_t x_0 + sigma_t eps "
+                             f"for log_likelihood guidance, got {type(process).__name__}")
     check_bool(where, "progress", progress)
     check_float_dtype(where, "dtype", dtype)
     if device is not None:
@@ -185,13 +205,21 @@ def ancestral_sample(
     pairs = list(zip(steps, steps[1:] + [0], strict=True))
     for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
         t_batch = torch.full((n,), t, dtype=torch.long, device=x.device)
-        if prediction == "signal":
-            signal = _check_output(model(x, t_batch, process.shape_at(s)),
-                                   (n, *process.shape_at(s)), where, t, x.dtype)
-        else:
+
+        def predict(x, t=t, s=s, t_batch=t_batch):
+            if prediction == "signal":
+                return _check_output(model(x, t_batch, process.shape_at(s)),
+                                     (n, *process.shape_at(s)), where, t, x.dtype)
             eps = _check_output(model(x, t_batch, process.shape_at(t)),
                                 (n, *process.shape_at(t)), where, t, x.dtype)
-            signal = process.signal_from_noise(x, eps, t, s)
+            return process.signal_from_noise(x, eps, t, s)
+
+        factor = None if log_likelihood is None else guidable(process, t, s)
+        if factor is None:
+            signal = predict(x)
+        else:
+            signal = guided_signal(predict, x, log_likelihood, guidance_scale * factor,
+                                   where, t)
         if clip is not None:
             signal = signal.clamp(-clip, clip)
         post = process.posterior_from_signal(x, signal, t, s)

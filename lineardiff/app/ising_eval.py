@@ -162,7 +162,7 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True, ilvr: bool = False,
-                       ilvr_nsr: float = 1.5) -> dict:
+                       ilvr_nsr: float = 1.5, guidance: float = 0.0) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
     For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
@@ -181,7 +181,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         ``L / h`` for an ``h x h`` input.
     n, steps, seed, n_mc, out, progress
         As for :func:`evaluate_generation`.
-    ilvr, ilvr_nsr
+    ilvr, ilvr_nsr, guidance
         The conditioning of :func:`~lineardiff.super_resolve` (default: the entry state only).
 
     Returns
@@ -210,7 +210,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         coarse = y.numpy()[:, 0]
     t1 = time.perf_counter()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
-                      ilvr_nsr=ilvr_nsr)
+                      ilvr_nsr=ilvr_nsr, guidance=guidance)
     t_model = time.perf_counter() - t1
     spins, soft = binarize(_spins(x))
     mc = wolff_configurations(L, n_mc, seed=MC_REFERENCE_SEED)
@@ -225,7 +225,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
-                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr},
+                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr, "guidance": guidance},
         "input_scale": c,
     }
     if blocks:
