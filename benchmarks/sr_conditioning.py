@@ -176,6 +176,8 @@ def main(argv=None) -> dict:
            "tied": round(bc["tied"], 3), "full_agreement": round(bc["full_agreement"], 3),
            "worst_z": [name, round(worst["z"], 2)],
            "worst_curve": [curve, float(f"{low['pvalue']:.2g}")], "passes": cmp["passes"],
+           "worst_curve_z": {f"{x:g}": round(d / e, 1) for x, d, e in
+                             zip(low["x"], low["diff"], low["se"], strict=True)},
            "seconds": round(time.perf_counter() - t0)}
     print(json.dumps(out))
     return out
