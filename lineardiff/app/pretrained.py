@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,10 +192,16 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     weights = ck.ema if ck.ema else ck.model
     meta = dict(recorded_meta(path, ck))
     meta.update(extra or {})
-    seconds, rows = train_seconds(path.parent / "log.csv")
+    seconds, rows = train_seconds(path.parent / "log.csv", up_to_step=ck.step)
     before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
     if rows and "train_seconds" not in (extra or {}):
         meta["train_seconds"] = before + seconds
+    elif "train_seconds" not in meta and "train_seconds" not in (extra or {}):
+        warnings.warn(
+            f"export_model: no log.csv rows beside {path}: the model file records no training "
+            "time (export from the run folder, or pass extra={'train_seconds': ...})",
+            stacklevel=2,
+        )
     meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["exported_from_step"] = ck.step
     config = {"train": ck.config.get("train", {}), "meta": meta}

@@ -228,8 +228,10 @@ def _sample_grid_callback(cfg: dict, process, net, paths: RunPaths):
     return callback
 
 
-def train_seconds(log_csv) -> tuple[float, int]:
-    """Total wall time and number of steps recorded in a run's ``log.csv`` (0, 0 if none)."""
+def train_seconds(log_csv, up_to_step: int | None = None) -> tuple[float, int]:
+    """Total wall time and number of steps recorded in a run's ``log.csv`` (0, 0 if none),
+    counting only the rows of steps ``<= up_to_step`` when given (a snapshot of a run that
+    went on)."""
     import csv
 
     p = Path(log_csv)
@@ -239,6 +241,8 @@ def train_seconds(log_csv) -> tuple[float, int]:
     with p.open(newline="") as f:
         for row in csv.DictReader(f):
             try:
+                if up_to_step is not None and int(row["step"]) > up_to_step:
+                    continue
                 total += float(row["seconds"])
                 rows += 1
             except (KeyError, TypeError, ValueError):

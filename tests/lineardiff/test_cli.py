@@ -99,6 +99,39 @@ def test_export_init_and_load_model(run, tmp_path):
     assert m2.meta["train_seconds"] > m.meta["train_seconds"]
 
 
+def test_export_records_the_time_up_to_the_checkpoint_and_warns_without_a_log(run, tmp_path):
+    import shutil
+
+    from lineardiff.app.pretrained import export_model
+    from lineardiff.app.runs import train_seconds
+
+    root, _ = run
+    log = root / "run" / "log.csv"
+    ck = load_checkpoint(root / "run" / "checkpoint.safetensors")
+    # a snapshot of a run that went on: only the log rows up to its step count
+    snap = root / "run" / "snapshot.safetensors"
+    shutil.copy(root / "run" / "checkpoint.safetensors", snap)
+    first = root / "run" / "first.csv"
+    rows = log.read_text().splitlines()
+    first.write_text("\n".join(rows[:2]) + "\n")  # the header and step 1
+    want, _ = train_seconds(first)
+    assert 0 < want < train_seconds(log)[0]
+    copy = tmp_path / "later" / "checkpoint.safetensors"
+    copy.parent.mkdir()
+    shutil.copy(snap, copy)
+    (copy.parent / "log.csv").write_text(log.read_text().replace(
+        rows[2], rows[2].replace(rows[2].split(",")[0], str(ck.step + 5), 1)))
+    seconds, counted = train_seconds(copy.parent / "log.csv", up_to_step=ck.step)
+    assert counted == len(rows) - 2  # the row moved past the checkpoint is not counted
+    # a checkpoint copied away from its run folder: the time cannot be recorded, and says so
+    alone = tmp_path / "alone" / "checkpoint.safetensors"
+    alone.parent.mkdir()
+    shutil.copy(snap, alone)
+    with pytest.warns(UserWarning, match="records no training time"):
+        export_model(alone, tmp_path / "alone.safetensors")
+    assert "train_seconds" not in load_model(tmp_path / "alone.safetensors").meta
+
+
 def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
     root, _ = run
     model = str(root / "run")
