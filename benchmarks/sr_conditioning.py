@@ -70,10 +70,12 @@ def _projector(den, s_blocks, h, c, delta, t_min):
     return model
 
 
-def _likelihood_guided(den, process, s_blocks, h, beta, zeta):
+def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0):
     def model(x, t, out_shape):
         b = out_shape[-1] // h
-        if b == 1 or x.shape[-1] != out_shape[-1]:
+        step = int(t[0])
+        if (b == 1 or x.shape[-1] != out_shape[-1]
+                or process.sigma(step) < min_nsr * process.signal_scale(step)):
             return den(x, t, out_shape)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
@@ -81,7 +83,6 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta):
             mean = F.avg_pool2d(z, b)
             loglik = F.logsigmoid(beta * s_blocks * mean).sum()
             (grad,) = torch.autograd.grad(loglik, xg)
-        step = int(t[0])
         scale = zeta * process.sigma(step) ** 2 / process.signal_scale(step)
         return z.detach() + scale * grad
 
@@ -127,6 +128,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--r-scale", type=float, default=1.0, help="soft: residual variance scale")
     ap.add_argument("--beta", type=float, default=8.0, help="guide: likelihood sharpness")
     ap.add_argument("--zeta", type=float, default=1.0, help="guide: guidance scale")
+    ap.add_argument("--min-nsr", type=float, default=0.0,
+                    help="guide: only states with sigma/a >= this")
     ap.add_argument("--noise", choices=["keep", "vp"], default="vp", help="soft: fresh noise")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -146,7 +149,8 @@ def main(argv=None) -> dict:
     elif args.variant == "guide":
         for p in model.net.parameters():
             p.requires_grad_(False)
-        den = _likelihood_guided(den, process, s_blocks, h, args.beta, args.zeta)
+        den = _likelihood_guided(den, process, s_blocks, h, args.beta, args.zeta,
+                                 args.min_nsr)
     elif args.variant == "soft":
         view = process.low_res(torch.from_numpy(calib.astype(np.float32)).unsqueeze(1), h)
         blocks = torch.from_numpy(majority_blocks(calib, args.factor, seed=1)).unsqueeze(1)
