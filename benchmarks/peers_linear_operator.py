@@ -33,6 +33,7 @@ multi-shift MINRES recurrence, which updates a solution and its search vectors f
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -74,6 +75,17 @@ def wrap(op, dtype=torch.float64, device="cpu") -> ImageOperator:
     return ImageOperator(torch.zeros((), dtype=dtype, device=device), op=op)
 
 
+@contextlib.contextmanager
+def _settings(quad: int, minres_tol: float, max_iters: int):
+    """linear_operator's CIQ settings for one call."""
+    with (
+        settings.num_contour_quadrature(quad),
+        settings.minres_tolerance(minres_tol),
+        settings.max_cg_iterations(max_iters),
+    ):
+        yield
+
+
 def ciq_sqrt(
     K: ImageOperator,
     v: torch.Tensor,
@@ -85,12 +97,7 @@ def ciq_sqrt(
 ) -> torch.Tensor:
     """:math:`A^{1/2} v` for a batch ``v`` of images by CIQ (the columns solved together)."""
     b = v.reshape(v.shape[0], -1).mT
-    with (
-        torch.no_grad(),
-        settings.num_contour_quadrature(quad),
-        settings.minres_tolerance(minres_tol),
-        settings.max_cg_iterations(max_iters),
-    ):
+    with torch.no_grad(), _settings(quad, minres_tol, max_iters):
         solves, weights, _, _ = contour_integral_quad(
             K, b, inverse=False, num_contour_quadrature=quad, max_lanczos_iter=lanczos
         )
@@ -103,11 +110,6 @@ def ciq_inv_sqrt(
 ) -> torch.Tensor:
     """:math:`A^{-1/2} v` by the public ``sqrt_inv_matmul`` (its own 20 Lanczos steps)."""
     b = v.reshape(v.shape[0], -1).mT
-    with (
-        torch.no_grad(),
-        settings.num_contour_quadrature(quad),
-        settings.minres_tolerance(minres_tol),
-        settings.max_cg_iterations(max_iters),
-    ):
+    with torch.no_grad(), _settings(quad, minres_tol, max_iters):
         out = K.sqrt_inv_matmul(b)
     return out.mT.reshape(v.shape)

@@ -152,9 +152,7 @@ def ancestral_sample(
     if prediction not in _PREDICTIONS:
         raise ValueError(f"{where}: expected prediction in {_PREDICTIONS}, got {prediction!r}")
     n = check_int(where, "n", n, 1)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{where}: expected generator as a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
+    check_generator(where, "generator", generator)
     if clip is not None:
         clip = check_real(where, "clip", clip, low=0)
     check_callable(where, "callback", callback, optional=True)
