@@ -50,6 +50,7 @@ import models
 
 from .. import _members, _skild
 from .._checks import SEED_MAX
+from ..data.augment import check_symmetries
 from ..training import TrainConfig
 
 __all__ = [
@@ -304,6 +305,15 @@ def _check_consistency(cfg: dict) -> None:
     if pred not in (None, "", "signal", "eps"):
         raise ConfigError(
             f"config [train] prediction: expected 'signal', 'eps' or '', got {pred!r}"
+        )
+    try:
+        syms = check_symmetries("config [train]", "symmetries", cfg["train"].get("symmetries", []))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    if "dihedral" in syms and len(set(data_shape(cfg)[-2:])) != 1:
+        raise ConfigError(
+            "config [train] symmetries: 'dihedral' needs square images, got data of shape "
+            f"{data_shape(cfg)}"
         )
 
 

@@ -196,7 +196,7 @@ def _train_config(cfg: dict) -> TrainConfig:
 def _comparable(cfg: dict) -> dict:
     """The parts of a configuration that must not change when a run resumes."""
     free = ("steps", "out", "threads", "checkpoint_every", "sample_every", "sample_steps",
-            "sample_count")
+            "sample_count", "lr_decay_steps")
     keep = {k: v for k, v in cfg["train"].items() if k not in free}
     return {"data": cfg["data"], "process": cfg["process"], "model": cfg["model"], "train": keep}
 

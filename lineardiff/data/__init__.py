@@ -5,6 +5,7 @@ nothing is downloaded.
 """
 
 from ._exact import T_C, exact_energy_per_site, transfer_matrix_energy
+from .augment import SYMMETRIES, random_symmetries
 from .digits import digits_dataset
 from .images import image_folder_dataset
 from .ising import (
@@ -18,6 +19,7 @@ from .ising import (
 
 __all__ = [
     "SAMPLER_VERSION",
+    "SYMMETRIES",
     "T_C",
     "default_spacing",
     "digits_dataset",
@@ -26,6 +28,7 @@ __all__ = [
     "image_folder_dataset",
     "ising_dataset",
     "magnetization",
+    "random_symmetries",
     "transfer_matrix_energy",
     "wolff_configurations",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .._checks import check_int, check_real
+from ..data.augment import check_symmetries
 
 __all__ = ["TrainConfig", "TrainResult"]
 
@@ -93,6 +94,17 @@ class TrainConfig:
         each of the few change steps once per ~T batches, which leaves the network's
         resolution-increasing route - the one super-resolution enters by - untrained in a
         short run; ``0.1`` spends a tenth of the batches there.
+    lr_decay_steps : int, default 0
+        Decay the learning rate linearly to zero over the last ``lr_decay_steps`` steps:
+        step ``s`` (1-based) takes ``lr * min(1, (steps - s + 1) / lr_decay_steps)``
+        (``0``: constant). A function of the step alone, so a resumed run continues it
+        exactly; raising ``steps`` to continue a decayed run restarts the decay from the
+        rate that step gets.
+    symmetries : list of str, default ()
+        Exact symmetries of the data's law, applied to every training sample as an
+        independent uniformly random group element (:func:`lineardiff.data.random_symmetries`):
+        any of ``"sign"``, ``"dihedral"`` (square images), ``"translate"`` (periodic
+        shifts). Critical Ising on a periodic lattice has all three; photographs none.
     """
 
     steps: int
@@ -106,6 +118,8 @@ class TrainConfig:
     prediction: str | None = None
     resolution_weights: dict | list | None = None
     transition_fraction: float = 0.0
+    lr_decay_steps: int = 0
+    symmetries: tuple = ()
 
     def __post_init__(self) -> None:
         where = "TrainConfig"
@@ -126,6 +140,8 @@ class TrainConfig:
             raise ValueError(
                 f"{where}: expected prediction 'signal', 'eps' or None, got {self.prediction!r}"
             )
+        self.lr_decay_steps = check_int(where, "lr_decay_steps", self.lr_decay_steps, 0)
+        self.symmetries = check_symmetries(where, "symmetries", self.symmetries)
         if self.resolution_weights is not None:
             self.resolution_weights = _resolution_weights(self.resolution_weights)
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .._denoiser import denoiser_of, takes_size
 from .._objectives import denoising_loss, sample_timesteps
 from .._process import DiffusionProcess
+from ..data.augment import random_symmetries
 from ._checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -403,6 +404,14 @@ def _grad_norm(net, clip: float, logging: bool):
     return torch.linalg.vector_norm(torch.stack(norms)) if norms else 0.0
 
 
+def lr_at(config: TrainConfig, step: int) -> float:
+    """The learning rate of (1-based) ``step``: ``config.lr``, decayed linearly to zero over
+    the last ``config.lr_decay_steps`` steps."""
+    if not config.lr_decay_steps:
+        return config.lr
+    return config.lr * min(1.0, max(0, config.steps - step + 1) / config.lr_decay_steps)
+
+
 def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, meta, progress,
          log_csv, callback, callback_every, find_unused_parameters) -> TrainResult:
     world, rank = info.world_size, info.rank
@@ -423,6 +432,13 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
     model = denoiser_of(module, takes_size(net))
     # rank r's shard of each data tensor is data[r::world]
     shard = {s: (x.shape[0] - rank + world - 1) // world for s, (_, x) in entries.items()}
+    if "dihedral" in config.symmetries:
+        for _, x in entries.values():
+            if x.shape[-1] != x.shape[-2]:
+                raise ValueError(
+                    "train: TrainConfig.symmetries 'dihedral' needs square images, got data of "
+                    f"shape {tuple(x.shape)}"
+                )
 
     def save():
         if checkpoint is not None and is_main:
@@ -452,12 +468,16 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
             if world > 1:
                 idx = idx * world + rank
             x0 = x_all[idx].to(device=device, dtype=dtype)
+            if config.symmetries:
+                x0 = random_symmetries(x0, config.symmetries)
             t = sample_timesteps(
                 proc, config.batch_size, transition_fraction=config.transition_fraction
             )
             noise = torch.randn((config.batch_size, *proc.shape_at(int(t[0]))), dtype=dtype)
             loss = denoising_loss(model, proc, x0, t, prediction=prediction,
                                   noise=noise.to(device))
+            for group in state.opt.param_groups:  # a function of the step: resumes exactly
+                group["lr"] = lr_at(config, step + 1)
             state.opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = _grad_norm(net, config.grad_clip, log is not None)

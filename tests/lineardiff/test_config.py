@@ -57,22 +57,51 @@ def test_valid_config_builds_the_configured_objects():
 @pytest.mark.parametrize(
     "text, match",
     [
-        (with_lines(data="colour = 1"), r"config \[data\]: unknown key 'colour'; expected one of L"),
+        (
+            with_lines(data="colour = 1"),
+            r"config \[data\]: unknown key 'colour'; expected one of L",
+        ),
         (with_lines(model="width = 3"), r"config \[model\]: unknown key 'width'"),
         (with_lines(train="stepz = 3"), r"config \[train\]: unknown key 'stepz'"),
         (BASE + "\n[extra]\na = 1\n", r"config: unknown table \[extra\]"),
-        (BASE.replace("steps = 10", 'steps = "ten"'), r"config \[train\] steps: expected an integer, got 'ten'"),
+        (
+            BASE.replace("steps = 10", 'steps = "ten"'),
+            r"config \[train\] steps: expected an integer, got 'ten'",
+        ),
         (with_lines(train="lr = true"), r"config \[train\] lr: expected a number, got True"),
         (with_lines(model="padding_mode = 3"), r"config \[model\] padding_mode: expected a string"),
         (with_lines(model="num_res_blocks = 1.5"), r"num_res_blocks: expected an integer"),
-        (BASE.replace('name = "ssd"', 'name = "ssdd"'), r"config \[process\] name: expected one of bd, ddpm, skild, ssd, ve, got 'ssdd'"),
+        (
+            BASE.replace('name = "ssd"', 'name = "ssdd"'),
+            r"config \[process\] name: expected one of bd, ddpm, skild, ssd, ve, got 'ssdd'",
+        ),
         (BASE.replace("L = 16\n", ""), r"config \[data\]: missing required key 'L'"),
         (BASE.replace("[train]\nsteps = 10\n", ""), r"config: missing table \[train\]"),
-        (BASE.replace('"flexi_unet"', '"unet"'), r"SSD changes the resolution between steps and needs 'flexi_unet', got 'unet'"),
-        (BASE.replace('"ssd"', '"ddpm"').replace("n_levels = 3\n", ""), r"'flexi_unet' is for the 'ssd' process, got process 'ddpm'"),
-        (BASE.replace("n_levels = 3", "n_levels = 6"), r"n_levels: expected a level count whose coarsest size 16 / 2\^\(n_levels - 1\) is an integer, got 6"),
-        (BASE.replace("channel_mult = [1, 2, 2]", "channel_mult = [1, 2]"), r"expected at least n_levels = 3 entries"),
+        (
+            BASE.replace('"flexi_unet"', '"unet"'),
+            r"SSD changes the resolution between steps and needs 'flexi_unet', got 'unet'",
+        ),
+        (
+            BASE.replace('"ssd"', '"ddpm"').replace("n_levels = 3\n", ""),
+            r"'flexi_unet' is for the 'ssd' process, got process 'ddpm'",
+        ),
+        (
+            BASE.replace("n_levels = 3", "n_levels = 6"),
+            r"n_levels: expected a level count whose coarsest size 16 / 2\^\(n_levels - 1\) is an integer, got 6",
+        ),
+        (
+            BASE.replace("channel_mult = [1, 2, 2]", "channel_mult = [1, 2]"),
+            r"expected at least n_levels = 3 entries",
+        ),
         (with_lines(train='prediction = "x0"'), r"prediction: expected 'signal', 'eps' or ''"),
+        (
+            with_lines(train='symmetries = ["mirror"]'),
+            r"config \[train\]: expected symmetries entries from \['sign', 'dihedral', 'translate'\], got 'mirror'",
+        ),
+        (
+            with_lines(train='symmetries = "sign"'),
+            r"config \[train\] symmetries: expected a list, got 'sign'",
+        ),
         ("[data\n", r"config: not valid TOML"),
     ],
 )
@@ -81,22 +110,49 @@ def test_bad_configs_name_the_table_and_key(text, match):
         parse_config(text)
 
 
+def test_symmetries_and_lr_decay_are_train_keys_and_the_decay_may_change_on_resume():
+    from lineardiff.app.runs import _comparable
+
+    cfg = parse_config(with_lines(train='symmetries = ["translate", "sign"]\nlr_decay_steps = 5'))
+    assert cfg["train"]["symmetries"] == ["translate", "sign"]
+    assert lineardiff.TrainConfig(steps=10, symmetries=cfg["train"]["symmetries"]).symmetries == (
+        "sign",
+        "translate",
+    )
+    other = parse_config(with_lines(train='symmetries = ["translate", "sign"]\nlr_decay_steps = 9'))
+    assert _comparable(cfg) == _comparable(other)  # a schedule, like steps
+    assert _comparable(cfg) != _comparable(parse_config(BASE))  # the data law is not
+
+
 def test_impossible_values_are_reported_by_the_builders():
     cfg = parse_config(BASE.replace("num_groups = 4", "num_groups = 3"))
     with pytest.raises(ConfigError, match=r"config \[model\]: .*divisible by num_groups=3"):
         build_model(cfg)
-    cfg = parse_config(BASE.replace('"ssd"', '"ddpm"').replace("n_levels = 3\n", "schedule = \"nope\"\n")
-                       .replace('"flexi_unet"', '"unet"'))
+    cfg = parse_config(
+        BASE.replace('"ssd"', '"ddpm"')
+        .replace("n_levels = 3\n", 'schedule = "nope"\n')
+        .replace('"flexi_unet"', '"unet"')
+    )
     with pytest.raises(ConfigError, match=r"config \[process\]: "):
         build_process(cfg)
 
 
 def test_overrides_take_toml_values_and_bare_strings():
     raw = {"train": {"steps": 5}, "model": {}}
-    out = apply_overrides(raw, ["train.steps=7", "model.channel_mult=[1, 2]", "train.out=runs/x",
-                                'train.prediction="eps"', "train.lr=1e-3"])
-    assert out == {"train": {"steps": 7, "out": "runs/x", "prediction": "eps", "lr": 1e-3},
-                   "model": {"channel_mult": [1, 2]}}
+    out = apply_overrides(
+        raw,
+        [
+            "train.steps=7",
+            "model.channel_mult=[1, 2]",
+            "train.out=runs/x",
+            'train.prediction="eps"',
+            "train.lr=1e-3",
+        ],
+    )
+    assert out == {
+        "train": {"steps": 7, "out": "runs/x", "prediction": "eps", "lr": 1e-3},
+        "model": {"channel_mult": [1, 2]},
+    }
     assert raw == {"train": {"steps": 5}, "model": {}}  # the input is not modified
     for bad in ["steps=3", "train.steps", ".x=1", "train.=1"]:
         with pytest.raises(ConfigError, match="expected 'table.key=value'"):
@@ -108,7 +164,10 @@ def test_load_config_file_overrides_and_missing_file(tmp_path):
     f.write_text(BASE)
     cfg = load_config(f, ["train.steps=3", "model.base_channels=4"])
     assert cfg["train"]["steps"] == 3 and cfg["model"]["base_channels"] == 4
-    with pytest.raises(ConfigError, match=r"config: no file '.*nope.toml'; expected a TOML file or one of the shipped configs .*ising32-ssd"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config: no file '.*nope.toml'; expected a TOML file or one of the shipped configs .*ising32-ssd",
+    ):
         load_config(tmp_path / "nope.toml")
 
 

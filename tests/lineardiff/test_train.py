@@ -165,3 +165,63 @@ def test_single_process_is_world_size_one():
     assert (info.rank, info.world_size, info.backend, info.is_distributed) == (0, 1, None, False)
     with pytest.raises(TypeError, match=r"init_distributed: expected backend as a str, got int"):
         lineardiff.init_distributed(backend=1)
+
+
+def test_lr_decay_and_symmetries_log_the_rate_and_resume_exactly(tmp_path):
+    from lineardiff.training._loop import lr_at
+
+    cfg = TrainConfig(
+        steps=8,
+        batch_size=4,
+        lr=1e-3,
+        lr_decay_steps=4,
+        symmetries=["sign", "dihedral", "translate"],
+    )
+    # constant for the first 4 steps, then 4/4, 3/4, 2/4, 1/4 of lr: never zero on a step
+    assert [lr_at(cfg, s) for s in range(1, 9)] == pytest.approx(
+        [1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4]
+    )
+    assert lr_at(TrainConfig(steps=8), 8) == 2e-4  # no decay: the constant rate
+    p, data = DDPM((1, 8, 8), T=20), _data()
+    full, log = models.UNet(1, **TINY), tmp_path / "full.csv"
+    a = train(full, p, data, cfg, log_csv=log, progress=False)
+    assert [float(r[2]) for r in _csv_rows(log)] == pytest.approx(
+        [lr_at(cfg, s) for s in range(1, 9)]
+    )
+    path = tmp_path / "c.safetensors"
+    # the first half at a constant rate is the same run (the decay starts after step 5); the
+    # second half resumes with the decay, as `lineardiff train --set train.lr_decay_steps=4`
+    half = TrainConfig(**{**cfg.__dict__, "steps": 4, "lr_decay_steps": 0})
+    train(models.UNet(1, **TINY), p, data, half, checkpoint=path, progress=False)
+    resumed = models.UNet(1, **TINY)
+    b = train(resumed, p, data, cfg, checkpoint=path, progress=False)
+    assert b.losses == a.losses[4:]  # same augmented batches and the same rates
+    for k, v in resumed.state_dict().items():
+        assert torch.equal(v, full.state_dict()[k]), k
+
+
+def test_symmetries_change_the_batches_and_refuse_bad_values():
+    p, data = DDPM((1, 8, 8), T=20), torch.randn(16, 1, 8, 8)
+    plain = train(
+        models.UNet(1, **TINY), p, data, TrainConfig(steps=3, batch_size=4), progress=False
+    )
+    sym = train(
+        models.UNet(1, **TINY),
+        p,
+        data,
+        TrainConfig(steps=3, batch_size=4, symmetries=["dihedral"]),
+        progress=False,
+    )
+    assert plain.losses[0] != sym.losses[0]
+    with pytest.raises(ValueError, match=r"TrainConfig: expected symmetries entries from "):
+        TrainConfig(steps=1, symmetries=["mirror"])
+    with pytest.raises(ValueError, match=r"TrainConfig: expected lr_decay_steps >= 0, got -1"):
+        TrainConfig(steps=1, lr_decay_steps=-1)
+    with pytest.raises(ValueError, match=r"train: TrainConfig.symmetries 'dihedral' needs square"):
+        train(
+            models.UNet(1, **TINY),
+            DDPM((1, 8, 12), T=20),
+            torch.zeros(4, 1, 8, 12),
+            TrainConfig(steps=1, batch_size=2, symmetries=["dihedral"]),
+            progress=False,
+        )
