@@ -525,10 +525,11 @@ def main(argv=None) -> int:
         return done.code if isinstance(done.code, int) else 2
     try:
         return _run(args, argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if args.debug:
             raise
-        print(f"lineardiff {args.command}: interrupted", file=sys.stderr)
+        said = f" ({stop})" if str(stop) else ""  # train: which step the checkpoint holds
+        print(f"lineardiff {args.command}: interrupted{said}", file=sys.stderr)
         return 130
     except Exception as err:  # every error becomes one line and an exit code
         if args.debug:

@@ -34,6 +34,7 @@ from ._checkpoint import (
 )
 from ._config import TrainConfig, TrainResult
 from ._distributed import DistributedInfo, init_distributed, step_seed
+from ._interrupt import StopRequests
 from ._log import CsvLog
 
 __all__ = ["train"]
@@ -178,7 +179,9 @@ def train(
         ``resume`` an existing file is loaded first (:func:`load_checkpoint` verifies it; its
         weights, EMA and optimiser state must match ``net``, its step must not exceed
         ``config.steps``). Temporary files that killed writes of it left behind are removed
-        first (:func:`remove_stale_temporaries`).
+        first (:func:`remove_stale_temporaries`). On SIGINT (Ctrl-C) or SIGTERM a
+        single-process run finishes the step in progress, writes the checkpoint and raises
+        :class:`KeyboardInterrupt` naming the step; a second signal stops it at once.
     resume : bool, default True
     meta : dict, optional
         JSON-able description stored with the checkpoint (model and process settings). When
@@ -451,66 +454,75 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
     bar = tqdm(total=config.steps, initial=state.step, disable=not progress or not is_main,
                desc="training", unit="step")
     module.train()
-    try:
-        while state.step < config.steps:
-            started = time.perf_counter()
-            step = state.step
-            if world > 1:
-                torch.manual_seed(step_seed(config.seed, _RANK_STREAM, rank, step + 1))
-            size = sizes[0]
-            if probs is not None and len(sizes) > 1:
-                draw = torch.Generator().manual_seed(
-                    step_seed(config.seed, _RESOLUTION_STREAM, step + 1)
+    with StopRequests(enabled=world == 1 and checkpoint is not None) as stop:
+        try:
+            while state.step < config.steps:
+                started = time.perf_counter()
+                step = state.step
+                if world > 1:
+                    torch.manual_seed(step_seed(config.seed, _RANK_STREAM, rank, step + 1))
+                size = sizes[0]
+                if probs is not None and len(sizes) > 1:
+                    draw = torch.Generator().manual_seed(
+                        step_seed(config.seed, _RESOLUTION_STREAM, step + 1)
+                    )
+                    size = sizes[int(torch.multinomial(probs, 1, generator=draw))]
+                proc, x_all = entries[size]
+                idx = torch.randint(0, shard[size], (config.batch_size,))
+                if world > 1:
+                    idx = idx * world + rank
+                x0 = x_all[idx].to(device=device, dtype=dtype)
+                if config.symmetries:
+                    x0 = random_symmetries(x0, config.symmetries)
+                t = sample_timesteps(
+                    proc, config.batch_size, transition_fraction=config.transition_fraction
                 )
-                size = sizes[int(torch.multinomial(probs, 1, generator=draw))]
-            proc, x_all = entries[size]
-            idx = torch.randint(0, shard[size], (config.batch_size,))
-            if world > 1:
-                idx = idx * world + rank
-            x0 = x_all[idx].to(device=device, dtype=dtype)
-            if config.symmetries:
-                x0 = random_symmetries(x0, config.symmetries)
-            t = sample_timesteps(
-                proc, config.batch_size, transition_fraction=config.transition_fraction
-            )
-            noise = torch.randn((config.batch_size, *proc.shape_at(int(t[0]))), dtype=dtype)
-            loss = denoising_loss(model, proc, x0, t, prediction=prediction,
-                                  noise=noise.to(device))
-            for group in state.opt.param_groups:  # a function of the step: resumes exactly
-                group["lr"] = lr_at(config, step + 1)
-            state.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = _grad_norm(net, config.grad_clip, log is not None)
-            state.opt.step()
-            state.step = step = step + 1
-            state.update_ema(net, min(config.ema_decay, (1 + step) / (10 + step)))
-            reported = loss.detach()
-            if world > 1:  # every rank sees (and checks) the same mean loss
-                reported = reported.to(comm_device).clone()
-                dist.all_reduce(reported)
-                reported /= world
-            value = float(reported)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"train: the loss became {value} at step {step}; lower lr")
-            losses.append(value)
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.4g}")
+                noise = torch.randn((config.batch_size, *proc.shape_at(int(t[0]))), dtype=dtype)
+                loss = denoising_loss(model, proc, x0, t, prediction=prediction,
+                                      noise=noise.to(device))
+                for group in state.opt.param_groups:  # a function of the step: resumes exactly
+                    group["lr"] = lr_at(config, step + 1)
+                state.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = _grad_norm(net, config.grad_clip, log is not None)
+                state.opt.step()
+                state.step = step = step + 1
+                state.update_ema(net, min(config.ema_decay, (1 + step) / (10 + step)))
+                reported = loss.detach()
+                if world > 1:  # every rank sees (and checks) the same mean loss
+                    reported = reported.to(comm_device).clone()
+                    dist.all_reduce(reported)
+                    reported /= world
+                value = float(reported)
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"train: the loss became {value} at step {step}; lower lr"
+                    )
+                losses.append(value)
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4g}")
+                if log is not None:
+                    lr = state.opt.param_groups[0]["lr"]
+                    seconds = time.perf_counter() - started
+                    log.write(step, value, lr, None if norm is None else float(norm), seconds, size)
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    save()
+                if callback is not None and is_main and step % callback_every == 0:
+                    devices = [device.index] if device.type == "cuda" else []
+                    with torch.random.fork_rng(devices=devices):
+                        callback(step, net, state.ema)
+                    module.train()
+                if stop.signal is not None:  # SIGINT / SIGTERM: stop with a current checkpoint
+                    save()
+                    raise KeyboardInterrupt(
+                        f"train: stopped by signal {stop.signal} after step {step}; checkpoint "
+                        f"{checkpoint} saved at that step (run again to resume)"
+                    )
+            save()
+        finally:
+            bar.close()
             if log is not None:
-                lr = state.opt.param_groups[0]["lr"]
-                seconds = time.perf_counter() - started
-                log.write(step, value, lr, None if norm is None else float(norm), seconds, size)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save()
-            if callback is not None and is_main and step % callback_every == 0:
-                devices = [device.index] if device.type == "cuda" else []
-                with torch.random.fork_rng(devices=devices):
-                    callback(step, net, state.ema)
-                module.train()
-        save()
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
+                log.close()
     if world > 1:  # the final checkpoint exists when train returns on any rank
         dist.barrier()
     return TrainResult(losses, state.step, state.ema)

@@ -105,3 +105,27 @@ def _assert_same_run(full, crashed):
 def _rows(path):
     with open(path) as handle:
         return [line.split(",") for line in handle.read().splitlines()[1:]]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_saves_the_last_step_then_resume_equals_uninterrupted(
+    tmp_path, full, sig
+):
+    if not hasattr(signal, sig):
+        pytest.skip(f"no {sig} here")
+    stopped = tmp_path / "stopped.safetensors"
+    proc = _run([stopped, 10, 0.3], stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stopped.safetensors.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(_rows(log)) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "checkpoint" in err and "saved at that step" in err
+    last_logged = int(_rows(log)[-1][0])
+    # the step in progress was finished and saved: nothing since the periodic checkpoint
+    # (every 2 steps) is lost
+    assert lineardiff.load_checkpoint(stopped).step == last_logged < 10
+    assert _run([stopped, 10, 0]).wait(timeout=120) == 0
+    _assert_same_run(full, stopped)
