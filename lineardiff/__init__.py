@@ -11,6 +11,7 @@ line and everything it writes). Every public name is importable from here.
 """
 
 from ._denoiser import as_denoiser
+from ._entry import EntryCalibration, fit_entry_calibration
 from ._generate import generate, super_resolve
 from ._guidance import block_sign_likelihood
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
@@ -67,6 +68,7 @@ __all__ = [
     "DiagonalPosterior",
     "DiffusionProcess",
     "DistributedInfo",
+    "EntryCalibration",
     "VE",
     "LinearDiffusion",
     "Posterior",
@@ -92,6 +94,7 @@ __all__ = [
     "denoising_loss",
     "equal_levels",
     "fit_power_spectrum",
+    "fit_entry_calibration",
     "generate",
     "init_distributed",
     "linear_betas",

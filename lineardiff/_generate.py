@@ -117,6 +117,7 @@ def super_resolve(
     ilvr: bool = False,
     ilvr_nsr: float = 1.5,
     guidance: float = 0.0,
+    calibration=None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Super-resolve low-resolution images with an SSD or SKILD model.
@@ -155,6 +156,10 @@ def super_resolve(
         (``ancestral_sample``'s ``guidance_scale``; 1 is the plain approximation). One
         backward pass of the network per step (about 3x the sampling time). Measured in
         docs/processes.rst.
+    calibration : EntryCalibration, optional
+        SKILD: draw the entry state from the calibrated ``q(x_n0 | y)``
+        (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the lowest DCT
+        modes of the output (Ising majority blocks). Measured in docs/processes.rst.
 
     Returns
     -------
@@ -196,6 +201,6 @@ def super_resolve(
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,
                                generator=gen, clip=clip, prediction=model.prediction,
-                               progress=False, **guide))
+                               calibration=calibration, progress=False, **guide))
             bar.update(chunk.shape[0])
     return torch.cat(out)

@@ -254,6 +254,7 @@ def upscale(
     ilvr: bool = False,
     ilvr_nsr: float = 0.0,
     generator: torch.Generator | None = None,
+    calibration=None,
     **sample_kwargs,
 ) -> torch.Tensor:
     """Super-resolution with one unconditional model: enter the chain at ``y``'s resolution.
@@ -293,6 +294,10 @@ def upscale(
         states imposes that residual on the output; stopping where the state's noise no
         longer hides it lets the model finish the fine scales.
     generator : torch.Generator, optional
+    calibration : EntryCalibration, optional
+        SKILD only: draw the entry state from the calibrated ``q(x_n0 | y)``
+        (:func:`~lineardiff.fit_entry_calibration`), for measurements that are not the
+        lowest DCT modes.
     **sample_kwargs
         ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
 
@@ -306,7 +311,15 @@ def upscale(
     consistency = check_bool("upscale", "consistency", consistency)
     ilvr = check_bool("upscale", "ilvr", ilvr)
     check_generator("upscale", "generator", generator)
-    start, x = process.super_resolution_entry(y, generator=generator)
+    entry = {}
+    if calibration is not None:
+        if process.sr_sizes is not None:
+            raise ValueError(
+                "upscale: expected calibration=None for a process on a resolution pyramid "
+                f"(calibrated entries are for SKILD), got one for {type(process).__name__}"
+            )
+        entry["calibration"] = calibration
+    start, x = process.super_resolution_entry(y, generator=generator, **entry)
     if consistency:
         if not hasattr(process, "transition"):
             raise ValueError(
@@ -415,6 +428,7 @@ def skild_upscale(
     tau: float = 0.1,
     num_steps: int | None = None,
     generator: torch.Generator | None = None,
+    calibration=None,
     **sample_kwargs,
 ) -> torch.Tensor:
     """SKILD super-resolution: start where the effective band drops to ``y``'s resolution.
@@ -435,6 +449,10 @@ def skild_upscale(
     num_steps : int, optional
         Respace the remaining chain.
     generator : torch.Generator, optional
+    calibration : EntryCalibration, optional
+        Draw ``X_{n0}`` from the calibrated ``q(x_n0 | y)``
+        (:func:`~lineardiff.fit_entry_calibration`): for measurements that are not the
+        lowest DCT modes (Ising majority blocks).
     **sample_kwargs
         ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
 
@@ -450,6 +468,7 @@ def skild_upscale(
     y = _check_low_res(y, "skild_upscale")
     tau = check_real("skild_upscale", "tau", tau, low=0)
     check_generator("skild_upscale", "generator", generator)
-    start, x = process.super_resolution_entry(y, generator=generator, tau=tau)
+    start, x = process.super_resolution_entry(y, generator=generator, tau=tau,
+                                              calibration=calibration)
     sample_kwargs["prediction"] = "eps"
     return _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs)

@@ -246,11 +246,15 @@ class SKILD(DiffusionProcess):
         self._check_t(t, "signal_target", low=1)
         return x0
 
-    def super_resolution_entry(self, y: torch.Tensor, *, generator=None, tau: float = 0.1):
+    def super_resolution_entry(self, y: torch.Tensor, *, generator=None, tau: float = 0.1,
+                               calibration=None):
         """``(n0, X_n0)``: ``n0`` the first state with ``r_eff <= h`` (:meth:`start_step`) and
         ``X_n0 = sqrt(alphabar) X_in + sqrt((1 - alphabar) S_0) eps``, ``X_in`` the DCT of
         ``y`` embedded in the high-resolution grid (:meth:`embed`). Any factor works,
-        non-integer ones included."""
+        non-integer ones included. With ``calibration``
+        (:func:`~lineardiff.fit_entry_calibration`; for measurements other than the lowest
+        DCT modes) ``X_n0`` is drawn from the calibrated ``q(x_n0 | y)`` instead: per-mode
+        gains on ``X_in`` and the estimate's residual variance added to the noise."""
         where = "SKILD.super_resolution_entry"
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[1] != self.shape[0] \
                 or y.shape[-1] > self.shape[-1] or y.shape[-2] > self.shape[-2]:
@@ -260,6 +264,10 @@ class SKILD(DiffusionProcess):
                 f"{self.shape[-1]}, got {got}"
             )
         start = self.start_step(y.shape[-2], tau=tau)
+        if calibration is not None:
+            from ._entry import calibrated_entry
+
+            return start, calibrated_entry(self, y, start, calibration, generator)
         return start, self.q_sample(self.embed(y), start, generator=generator)
 
     def start_step(self, low_res: int, *, tau: float = 0.1) -> int:
