@@ -250,6 +250,22 @@ def train_seconds(log_csv, up_to_step: int | None = None) -> tuple[float, int]:
     return total, rows
 
 
+def run_train_seconds(path, ck, meta: dict) -> float | None:
+    """Training wall time behind checkpoint ``path`` (loaded as ``ck``, record ``meta``).
+
+    A model file records it (``train_seconds``); a run's checkpoint does not, and gets the
+    rows of its folder's ``log.csv`` up to its step plus what the model it was initialised
+    from had recorded. ``None`` when neither exists.
+    """
+    if meta.get("train_seconds") is not None:
+        return float(meta["train_seconds"])
+    seconds, rows = train_seconds(Path(path).parent / "log.csv", up_to_step=ck.step)
+    if not rows:
+        return None
+    before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
+    return before + seconds
+
+
 def recorded_meta(path, ck) -> dict:
     """The run record (``config["meta"]``) of a loaded checkpoint; ``{}`` when it has none.
 
@@ -290,7 +306,7 @@ def _init_from(model_file, paths: RunPaths, net, tc: TrainConfig, record: dict) 
     meta = recorded_meta(model_file, ck)
     record["initialised_from"] = {
         "file": str(model_file), "step": ck.step,
-        "train_seconds": meta.get("train_seconds"),
+        "train_seconds": run_train_seconds(model_file, ck, meta),
         "command": meta.get("command"),
     }
     save_checkpoint(paths.checkpoint, Checkpoint(

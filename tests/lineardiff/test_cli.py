@@ -97,6 +97,17 @@ def test_export_init_and_load_model(run, tmp_path):
     m2 = load_model(tmp_path / "m2.safetensors")
     assert m2.meta["initialised_from"]["step"] == m.step
     assert m2.meta["train_seconds"] > m.meta["train_seconds"]
+    # --init from a run folder (its checkpoint records no time; its log.csv does): the new
+    # run starts from that run's time, as an export of it would have recorded
+    branch = tmp_path / "branch"
+    assert main(["train", "--config", str(cfg), "--quiet", "--out", str(branch), "--init",
+                 str(new), "--set", f"train.steps={m.step + 4}"]) == 0
+    assert main(["export", str(branch), "--to", str(tmp_path / "m3.safetensors")]) == 0
+    m3 = load_model(tmp_path / "m3.safetensors")
+    assert m3.meta["initialised_from"]["train_seconds"] == pytest.approx(
+        m2.meta["train_seconds"], rel=1e-9
+    )
+    assert m3.meta["train_seconds"] > m2.meta["train_seconds"]
 
 
 def test_export_records_the_time_up_to_the_checkpoint_and_warns_without_a_log(run, tmp_path):
