@@ -115,7 +115,8 @@ def _add_train(sub) -> None:
         help="train a model from a TOML configuration",
         description="Train a diffusion model as a TOML configuration says. The run folder "
         "([train] out, or --out) receives config.json, checkpoint.safetensors (exact resume), "
-        "log.csv and sample grids. Re-running the same command resumes from the checkpoint.",
+        "log.csv, sample grids and ([train] keep_every) a model file per kept step in models/. "
+        "Re-running the same command resumes from the checkpoint.",
     )
     p.add_argument(
         "--config",

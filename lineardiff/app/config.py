@@ -103,7 +103,7 @@ DATA: dict[str, dict[str, Any]] = {
 }
 
 _TRAIN_EXTRA = {"threads": 1, "out": "runs/run", "sample_every": 0, "sample_steps": 50,
-                "sample_count": 16}
+                "sample_count": 16, "keep_every": 0}
 _SAMPLE = {"steps": 50, "count": 16, "seed": 0, "clip": True}
 
 #: Ranges ``(low, high)`` of the integer keys this layer consumes itself (the library's
@@ -116,6 +116,7 @@ _INT_RANGES: dict[tuple[str, str], tuple[int, int | None]] = {
     ("data", "size"): (1, None),
     ("train", "threads"): (1, None),
     ("train", "sample_every"): (0, None),
+    ("train", "keep_every"): (0, None),
     ("train", "sample_steps"): (1, None),
     ("train", "sample_count"): (1, None),
     ("sample", "steps"): (1, None),
@@ -301,6 +302,12 @@ def _check_consistency(cfg: dict) -> None:
                 "config [data] sizes: mixed-resolution training needs [model] name = 'dfu' and "
                 f"a process other than 'ssd', got {mod['name']!r} with {proc['name']!r}"
             )
+    keep, every = cfg["train"].get("keep_every", 0), cfg["train"].get("checkpoint_every", 0)
+    if keep and (not every or keep % every):
+        raise ConfigError(
+            f"config [train] keep_every: expected a multiple of checkpoint_every = {every} (a "
+            f"model file is exported from the checkpoint of that step), got {keep}"
+        )
     pred = cfg["train"].get("prediction")
     if pred not in (None, "", "signal", "eps"):
         raise ConfigError(

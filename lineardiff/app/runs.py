@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import socket
@@ -70,6 +71,7 @@ class RunPaths:
         self.config = self.folder / "config.json"
         self.log = self.folder / "log.csv"
         self.samples = self.folder / "samples"
+        self.models = self.folder / "models"
         self.lock = self.folder / "train.lock"
 
 
@@ -196,7 +198,7 @@ def _train_config(cfg: dict) -> TrainConfig:
 def _comparable(cfg: dict) -> dict:
     """The parts of a configuration that must not change when a run resumes."""
     free = ("steps", "out", "threads", "checkpoint_every", "sample_every", "sample_steps",
-            "sample_count", "lr_decay_steps")
+            "sample_count", "lr_decay_steps", "keep_every")
     keep = {k: v for k, v in cfg["train"].items() if k not in free}
     return {"data": cfg["data"], "process": cfg["process"], "model": cfg["model"], "train": keep}
 
@@ -320,7 +322,10 @@ def run_training(cfg: dict, *, argv=None, resume: bool = True, progress: bool = 
 
     The folder receives ``config.json`` (the validated configuration), ``checkpoint.safetensors``
     (weights, EMA, optimiser and RNG state; exact resume), ``log.csv`` (one row per step) and
-    ``samples/step_*.png`` (every ``[train] sample_every`` steps). An existing checkpoint is
+    ``samples/step_*.png`` (every ``[train] sample_every`` steps) and
+    ``models/step_*.safetensors`` (every ``[train] keep_every`` steps: the EMA model file of
+    that step with its training time, as ``lineardiff export`` writes it, so that the run's
+    checkpoints can be judged by the physics afterwards). An existing checkpoint is
     resumed when its configuration matches (``steps`` may grow); the configuration is compared
     again when the training loop loads it. Under ``torchrun``
     (``torchrun --standalone --nproc_per_node 2 -m lineardiff train --config ...``) every
@@ -427,6 +432,18 @@ def _train_in(paths: RunPaths, cfg: dict, info, *, argv, resume, progress, init)
     if info.is_distributed:
         torch.distributed.barrier()  # the others read the checkpoint rank 0 may have written
     every = int(cfg["train"].get("sample_every", 0))
+    keep = int(cfg["train"].get("keep_every", 0))
+    grid = _sample_grid_callback(cfg, main_process, net, paths) if every else None
+
+    def callback(step: int, live, ema: dict) -> None:
+        if every and step % every == 0:
+            grid(step, live, ema)
+        if keep and step % keep == 0:  # the checkpoint of this step was written just before
+            from .pretrained import export_model
+
+            paths.models.mkdir(exist_ok=True)
+            export_model(paths.checkpoint, paths.models / f"step_{step:07d}.safetensors")
+
     train(
         net,
         process,
@@ -437,8 +454,8 @@ def _train_in(paths: RunPaths, cfg: dict, info, *, argv, resume, progress, init)
         meta=meta,
         progress=progress,
         log_csv=paths.log,
-        callback=_sample_grid_callback(cfg, main_process, net, paths) if every else None,
-        callback_every=every,
+        callback=callback if every or keep else None,
+        callback_every=math.gcd(every, keep) or 1,
     )
     return paths.checkpoint
 

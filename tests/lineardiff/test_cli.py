@@ -75,6 +75,24 @@ def test_train_writes_checkpoint_log_samples_and_resumes(run, capsys):
     assert "was trained with another configuration (differs in [train] lr)" in err
 
 
+def test_keep_every_writes_a_model_file_per_step_multiple(run, tmp_path, capsys):
+    root, cfg = run
+    out = tmp_path / "kept"
+    args = ["train", "--config", str(cfg), "--quiet", "--out", str(out), "--set",
+            "train.steps=8", "--set", "train.sample_every=0", "--set", "train.keep_every=4"]
+    assert main(args) == 0
+    kept = sorted(p.name for p in (out / "models").iterdir())
+    assert kept == ["step_0000004.safetensors", "step_0000008.safetensors"]
+    a, b = (load_model(out / "models" / name) for name in kept)
+    assert (a.step, b.step) == (4, 8)
+    assert 0 < a.meta["train_seconds"] < b.meta["train_seconds"]
+    final = load_checkpoint(out / "checkpoint.safetensors")
+    for k, v in b.net.state_dict().items():  # the EMA weights of that step
+        torch.testing.assert_close(v, final.ema[k], rtol=0, atol=0)
+    assert main([*args[:-1], "train.keep_every=3", "--out", str(tmp_path / "other")]) == 2
+    assert "keep_every: expected a multiple of checkpoint_every = 2" in capsys.readouterr().err
+
+
 def test_export_init_and_load_model(run, tmp_path):
     root, cfg = run
     out = tmp_path / "model.safetensors"
