@@ -118,6 +118,7 @@ def super_resolve(
     ilvr_nsr: float = 1.5,
     guidance: float = 0.0,
     calibration=None,
+    tau: float | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Super-resolve low-resolution images with an SSD or SKILD model.
@@ -160,6 +161,10 @@ def super_resolve(
         SKILD: draw the entry state from the calibrated ``q(x_n0 | y)``
         (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the lowest DCT
         modes of the output (Ising majority blocks). Measured in docs/processes.rst.
+    tau : float, optional
+        SKILD: the per-mode SNR that defines the entry state (:meth:`~lineardiff.SKILD.start_step`;
+        default 0.1). Smaller enters later, at more noise: less of the input kept, less of
+        its error imposed.
 
     Returns
     -------
@@ -185,6 +190,12 @@ def super_resolve(
     _check_size(process, int(y.shape[-1]), where)
     batch_size = check_int(where, "batch_size", batch_size, 1)
     guidance = check_real(where, "guidance", guidance, low=0, open_low=False)
+    entry = {}
+    if tau is not None:
+        if process.sr_sizes is not None:
+            raise ValueError(f"{where}: expected tau=None for a model on a resolution pyramid "
+                             f"(SSD enters at the input's level), got {tau!r}")
+        entry["tau"] = check_real(where, "tau", tau, low=0)
     if guidance > 0 and process.sr_sizes is None:
         raise ValueError(f"{where}: expected guidance = 0 for a model that super-resolves "
                          f"from any size (SKILD), got {guidance}")
@@ -201,6 +212,6 @@ def super_resolve(
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,
                                generator=gen, clip=clip, prediction=model.prediction,
-                               calibration=calibration, progress=False, **guide))
+                               calibration=calibration, progress=False, **entry, **guide))
             bar.update(chunk.shape[0])
     return torch.cat(out)

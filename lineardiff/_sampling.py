@@ -255,6 +255,7 @@ def upscale(
     ilvr_nsr: float = 0.0,
     generator: torch.Generator | None = None,
     calibration=None,
+    tau: float | None = None,
     **sample_kwargs,
 ) -> torch.Tensor:
     """Super-resolution with one unconditional model: enter the chain at ``y``'s resolution.
@@ -298,6 +299,8 @@ def upscale(
         SKILD only: draw the entry state from the calibrated ``q(x_n0 | y)``
         (:func:`~lineardiff.fit_entry_calibration`), for measurements that are not the
         lowest DCT modes.
+    tau : float, optional
+        SKILD only: the SNR threshold of the entry (:meth:`~lineardiff.SKILD.start_step`).
     **sample_kwargs
         ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
 
@@ -319,6 +322,13 @@ def upscale(
                 f"(calibrated entries are for SKILD), got one for {type(process).__name__}"
             )
         entry["calibration"] = calibration
+    if tau is not None:
+        if process.sr_sizes is not None:
+            raise ValueError(
+                f"upscale: expected tau=None for a process on a resolution pyramid (it enters "
+                f"at the input's level), got {tau!r} for {type(process).__name__}"
+            )
+        entry["tau"] = tau
     start, x = process.super_resolution_entry(y, generator=generator, **entry)
     if consistency:
         if not hasattr(process, "transition"):

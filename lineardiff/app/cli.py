@@ -30,6 +30,7 @@ from .io import (
     INPUT_WARN,
     UsageError,
     WorkFailed,
+    block_calibration_for,
     check_input_range,
     input_scale,
     load_inputs,
@@ -106,6 +107,17 @@ def _add_conditioning(p) -> None:
         help="SSD super-resolution: read the input's signs as majority-rule block spins and "
         "guide every full-resolution step with their likelihood at scale Z (posterior "
         "sampling; 0 = off, 1 = the plain approximation; about 3x the sampling time)",
+    )
+    p.add_argument(
+        "--tau", type=_real_option(0), default=None, metavar="T",
+        help="SKILD super-resolution: enter at the first state whose modes with SNR >= T "
+        "reach the input's size (default 0.1; smaller enters later, at more noise)",
+    )
+    p.add_argument(
+        "--calibrated", action="store_true",
+        help="SKILD super-resolution of Ising majority blocks: draw the entry state from the "
+        "calibrated q(x_n0 | y) (per-mode gains and residual variance fitted on Monte Carlo; "
+        "docs/processes.rst)",
     )
 
 
@@ -407,10 +419,11 @@ def _run(args, argv) -> int:
         y = load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = input_scale(args.input_scale, model, y)
         check_input_range(y, scale)
+        calibration = block_calibration_for(model, y, scale) if args.calibrated else None
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
                           consistency=args.consistency, ilvr=args.ilvr,
-                          ilvr_nsr=args.ilvr_nsr, guidance=args.guidance,
-                          progress=not args.quiet)
+                          ilvr_nsr=args.ilvr_nsr, guidance=args.guidance, tau=args.tau,
+                          calibration=calibration, progress=not args.quiet)
         save_outputs("upscale", x, {
             out / "upscaled.npy": lambda f: np.save(f, x.numpy().astype(np.float32)),
             out / "upscaled.png": lambda f: figures.sr_figure(y, x, x, f),
@@ -432,7 +445,8 @@ def _run(args, argv) -> int:
         else:
             factor = int(args.factor) if float(args.factor).is_integer() else args.factor
             report = evaluate_upscaling(model, factor=factor, ilvr=args.ilvr,
-                                        ilvr_nsr=args.ilvr_nsr, guidance=args.guidance, **kw)
+                                        ilvr_nsr=args.ilvr_nsr, guidance=args.guidance,
+                                        tau=args.tau, calibrated=args.calibrated, **kw)
         report["command"] = "lineardiff " + " ".join(argv)
         write_json(out / "report.json", report)
         md = [f"# {report['task']}: `{model.path.name}` (step {model.step})", "",

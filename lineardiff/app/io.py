@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .._checks import check_finite, check_finite_array
 
-__all__ = ["UsageError", "WorkFailed", "check_input_range", "input_scale", "load_inputs",
-           "save_outputs"]
+__all__ = ["UsageError", "WorkFailed", "block_calibration_for", "check_input_range",
+           "input_scale", "load_inputs", "save_outputs"]
 
 #: Inputs of ``upscale`` (after ``--input-scale``) are images in the data range [-1, 1];
 #: low-pass views overshoot it a little, so up to INPUT_WARN passes silently, up to
@@ -164,6 +164,22 @@ def save_outputs(where: str, x, files: dict) -> None:
             raise WorkFailed(f"{where}: could not write {f} ({err.strerror or err})") from None
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+
+def block_calibration_for(model, y, scale: float):
+    """``--calibrated``: the SKILD entry calibration for majority-block inputs like ``y``."""
+    if model.config["data"]["name"] != "ising" or model.process.sr_sizes is not None \
+            or model.size % y.shape[-1]:
+        raise ValueError(
+            "upscale: --calibrated is for SKILD models of Ising data with majority-block inputs "
+            f"(a size dividing {model.size}), got a {model.config['process']['name']} model of "
+            f"{model.config['data']['name']} data and inputs of size {y.shape[-1]}"
+        )
+    from ..data import wolff_configurations
+    from .ising_eval import MC_HELDOUT_SEED, block_calibration
+
+    fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)
+    return block_calibration(model.process, fine, model.size // y.shape[-1], scale)
 
 
 def input_scale(scale, model, y) -> float:

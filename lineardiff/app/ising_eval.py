@@ -18,7 +18,7 @@ from ..data import T_C, energy_per_site, magnetization, wolff_configurations
 from ..metrics import binarize, block_consistency, compare, curve_estimates, majority_blocks
 from . import figures
 
-__all__ = ["evaluate_generation", "evaluate_upscaling", "sr_input_scale"]
+__all__ = ["block_calibration", "evaluate_generation", "evaluate_upscaling", "sr_input_scale"]
 
 # Seeds of the Monte-Carlo sets used for evaluation: far from the training seeds (0..), so that
 # the reference and the held-out truth are independent of the training data.
@@ -138,6 +138,16 @@ def sr_input_scale(process, fine: np.ndarray, b: int) -> float:
     return float(np.mean(view * blocks))
 
 
+def block_calibration(process, fine: np.ndarray, b: int, scale: float):
+    """:class:`~lineardiff.EntryCalibration` of a SKILD process for ``b x b`` majority-block
+    inputs scaled by ``scale``, fitted on the configurations ``fine`` (N, L, L)."""
+    from .._entry import fit_entry_calibration
+
+    x0 = torch.from_numpy(fine.astype(np.float64)).unsqueeze(1)
+    y = torch.from_numpy(scale * majority_blocks(fine, b, seed=1).astype(np.float64)).unsqueeze(1)
+    return fit_entry_calibration(process, x0, y)
+
+
 def _low_size(process, L: int, factor) -> tuple[int, bool]:
     """The input size ``L / factor`` and whether the factor gives majority blocks."""
     where = "evaluate_upscaling"
@@ -162,7 +172,8 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True, ilvr: bool = False,
-                       ilvr_nsr: float = 1.5, guidance: float = 0.0) -> dict:
+                       ilvr_nsr: float = 1.5, guidance: float = 0.0, tau: float | None = None,
+                       calibrated: bool = False) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
     For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
@@ -181,8 +192,11 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         ``L / h`` for an ``h x h`` input.
     n, steps, seed, n_mc, out, progress
         As for :func:`evaluate_generation`.
-    ilvr, ilvr_nsr, guidance
+    ilvr, ilvr_nsr, guidance, tau
         The conditioning of :func:`~lineardiff.super_resolve` (default: the entry state only).
+    calibrated : bool, default False
+        SKILD with majority blocks: draw the entry from the calibrated ``q(x_n0 | y)``
+        (:func:`block_calibration` on the 2,000 calibration configurations).
 
     Returns
     -------
@@ -198,11 +212,18 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     n_mc = n_mc or max(n, 2000)
     t0 = time.perf_counter()
     truth = wolff_configurations(L, n, seed=MC_HELDOUT_SEED)
+    calibration = None
+    if calibrated and (not blocks or model.process.sr_sizes is not None):
+        raise ValueError("evaluate_upscaling: expected calibrated=False unless a SKILD model "
+                         f"takes majority blocks (an integer factor), got factor {factor} for "
+                         f"{model.config['process']['name']}")
     if blocks:
         calib = wolff_configurations(L, 2000, seed=MC_HELDOUT_SEED + 1)
         c = sr_input_scale(model.process, calib, factor)
         coarse = majority_blocks(truth, factor, seed=seed)
         y = torch.from_numpy(c * coarse.astype(np.float32)).unsqueeze(1)
+        if calibrated:
+            calibration = block_calibration(model.process, calib, factor, c)
     else:
         c = 1.0
         x0 = torch.from_numpy(truth.astype(np.float64)).unsqueeze(1)
@@ -210,7 +231,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         coarse = y.numpy()[:, 0]
     t1 = time.perf_counter()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
-                      ilvr_nsr=ilvr_nsr, guidance=guidance)
+                      ilvr_nsr=ilvr_nsr, guidance=guidance, tau=tau, calibration=calibration)
     t_model = time.perf_counter() - t1
     spins, soft = binarize(_spins(x))
     mc = wolff_configurations(L, n_mc, seed=MC_REFERENCE_SEED)
@@ -225,7 +246,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
-                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr, "guidance": guidance},
+                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr, "guidance": guidance,
+                     "tau": tau, "calibrated": calibrated},
         "input_scale": c,
     }
     if blocks:

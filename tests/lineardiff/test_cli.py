@@ -311,6 +311,16 @@ def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(t
     # the scale is E[v s_B] for the lowest-DCT-mode view v, between 0 and 1 for +-1 spins
     assert 0 < report["input_scale"] < 1
     assert report["block_consistency"]["truth"]["consistency"] == 1.0
+    # the entry's SNR threshold and the calibrated entry, recorded in the report
+    assert main(["evaluate", *common, "--factor", "2", "--tau", "0.02", "--calibrated",
+                 "--out", str(tmp_path / "e2c")]) == 0
+    settings = json.loads((tmp_path / "e2c" / "report.json").read_text())["settings"]
+    assert settings["tau"] == 0.02 and settings["calibrated"] is True
+    np.save(tmp_path / "blocks.npy", np.sign(np.random.default_rng(2).normal(size=(2, 4, 4))))
+    assert main(["upscale", "--model", str(run), "--input", str(tmp_path / "blocks.npy"),
+                 "--steps", "3", "--calibrated", "--tau", "0.05", "--out", str(tmp_path / "uc"),
+                 "--quiet"]) == 0
+    assert np.load(tmp_path / "uc" / "upscaled.npy").shape == (2, 1, 8, 8)
     assert main(["evaluate", *common, "--factor", "1.6", "--out", str(tmp_path / "e5")]) == 0
     report = json.loads((tmp_path / "e5" / "report.json").read_text())
     assert report["task"] == "super-resolution 5 -> 8" and report["settings"]["factor"] == 1.6
@@ -362,6 +372,20 @@ def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_pa
     assert main(["sample", "--model", str(run), "--size", "12", "--n", "3", "--steps", "3",
                  "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 1, 12, 12)
+
+
+def test_skild_only_options_are_refused_for_ssd(run, tmp_path, capsys):
+    root, _ = run
+    common = ["--model", str(root / "run"), "--task", "upscale", "--n", "2", "--steps", "3",
+              "--n-mc", "20", "--quiet", "--out", str(tmp_path / "x")]
+    assert main(["evaluate", *common, "--tau", "0.02"]) == 2
+    assert "super_resolve: expected tau=None for a model on a resolution pyramid" in (
+        capsys.readouterr().err
+    )
+    assert main(["evaluate", *common, "--calibrated"]) == 2
+    assert "expected calibrated=False unless a SKILD model takes majority blocks" in (
+        capsys.readouterr().err
+    )
 
 
 def test_zero_shot_is_refused_for_flexi_unet_models(run, capsys):
