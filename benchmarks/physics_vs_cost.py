@@ -52,17 +52,20 @@ def _meta(path: Path) -> dict:
     }
 
 
-def _exported(path: Path, tmp: Path) -> Path:
-    """``path`` itself when it records its training time, else an export from its run folder."""
+def _exported(path: Path, tmp: Path) -> tuple[Path, dict]:
+    """``path`` itself when it records its training time, else an export from its run folder;
+    with its :func:`_meta`."""
     from lineardiff.app.pretrained import export_model
 
-    if _meta(path)["train_seconds"] is not None:
-        return path
+    meta = _meta(path)
+    if meta["train_seconds"] is not None:
+        return path, meta
     out = tmp / f"{path.stem}-exported.safetensors"
     export_model(path, out)
-    if _meta(out)["train_seconds"] is None:
+    meta = _meta(out)
+    if meta["train_seconds"] is None:
         raise SystemExit(f"{path}: no training time recorded and no log.csv beside it")
-    return out
+    return out, meta
 
 
 def evaluate(args) -> None:
@@ -70,8 +73,7 @@ def evaluate(args) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for given in args.models:
-            model = _exported(Path(given), Path(tmp))
-            meta = _meta(model)
+            model, meta = _exported(Path(given), Path(tmp))
             folder = cache / f"{args.label}-{meta['step']}-n{args.n}-s{args.steps}-seed{args.seed}"
             if (folder / "report.json").exists() and (folder / "cost.json").exists():
                 print(f"kept {folder}")

@@ -10,6 +10,7 @@ import torch
 import linops
 
 from ._checks import check_int, check_real, check_shape, check_timesteps
+from ._entry import calibrated_entry
 from ._process import DiffusionProcess, _as_data, _check_noise
 from ._skild_schedules import skild_lambda, skild_wavenumber2
 from ._spectrum import PowerSpectrumFit
@@ -265,8 +266,6 @@ class SKILD(DiffusionProcess):
             )
         start = self.start_step(y.shape[-2], tau=tau)
         if calibration is not None:
-            from ._entry import calibrated_entry
-
             return start, calibrated_entry(self, y, start, calibration, generator)
         return start, self.q_sample(self.embed(y), start, generator=generator)
 

@@ -27,7 +27,7 @@ from ..training._checkpoint import (
     save_checkpoint,
 )
 from .config import ConfigError, build_model, build_process, validate_config
-from .runs import recorded_meta, resolve_model_file, shipped_models, train_seconds
+from .runs import recorded_meta, resolve_model_file, run_train_seconds, shipped_models
 
 __all__ = ["TrainedModel", "export_model", "load_model", "shipped_models"]
 
@@ -192,11 +192,10 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     weights = ck.ema if ck.ema else ck.model
     meta = dict(recorded_meta(path, ck))
     meta.update(extra or {})
-    seconds, rows = train_seconds(path.parent / "log.csv", up_to_step=ck.step)
-    before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
-    if rows and "train_seconds" not in (extra or {}):
-        meta["train_seconds"] = before + seconds
-    elif "train_seconds" not in meta and "train_seconds" not in (extra or {}):
+    seconds = None if "train_seconds" in (extra or {}) else run_train_seconds(path, ck, meta)
+    if seconds is not None:
+        meta["train_seconds"] = seconds
+    elif "train_seconds" not in meta:
         warnings.warn(
             f"export_model: no log.csv rows beside {path}: the model file records no training "
             "time (export from the run folder, or pass extra={'train_seconds': ...})",

@@ -255,15 +255,13 @@ def train_seconds(log_csv, up_to_step: int | None = None) -> tuple[float, int]:
 def run_train_seconds(path, ck, meta: dict) -> float | None:
     """Training wall time behind checkpoint ``path`` (loaded as ``ck``, record ``meta``).
 
-    A model file records it (``train_seconds``); a run's checkpoint does not, and gets the
-    rows of its folder's ``log.csv`` up to its step plus what the model it was initialised
-    from had recorded. ``None`` when neither exists.
+    The rows of the folder's ``log.csv`` up to its step plus what the model the run was
+    initialised from had recorded; without log rows, what the file itself records
+    (``train_seconds``: a model file). ``None`` when neither exists.
     """
-    if meta.get("train_seconds") is not None:
-        return float(meta["train_seconds"])
     seconds, rows = train_seconds(Path(path).parent / "log.csv", up_to_step=ck.step)
     if not rows:
-        return None
+        return meta.get("train_seconds")
     before = (meta.get("initialised_from") or {}).get("train_seconds") or 0.0
     return before + seconds
 
