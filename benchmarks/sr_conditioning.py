@@ -32,6 +32,13 @@ with it. Variants (``--variant``):
     predicted signal ``z(x_t)``; by Tweedie's formula the conditional signal is
     ``z + zeta (sigma_t^2 / a_t) grad_{x_t} log p(s_B | z(x_t))`` (``zeta = 1`` the plain
     approximation), applied at the full resolution, one backward pass of the network a step.
+    ``--no-jacobian`` replaces the network's Jacobian by ``Cov[x_0 | x_t] ~ r_t^2 I``,
+    ``r_t^2 = sigma_t^2 / (a_t^2 + sigma_t^2)``: the correction ``zeta r_t^2 grad_z log p(s | z)``
+    is constant on each block and costs no backward pass. ``--marginal`` replaces ``beta`` by
+    ``beta_t = beta / sqrt(1 + pi beta^2 v_t / 8)``, the probit approximation of
+    ``E[sigmoid(beta s xbar) | x_t]`` for a block mean with posterior variance
+    ``v_t = V sigma_t^2 / (sigma_t^2 + b^2 a_t^2 V)`` (``V`` the data's block-mean variance):
+    weaker while the noise hides the block means, ``beta`` at the end.
 
 Example (about 1-3 CPU-minutes at n = 64 on one thread)::
 
@@ -70,18 +77,32 @@ def _projector(den, s_blocks, h, c, delta, t_min):
     return model
 
 
-def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0):
+def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacobian=True,
+                       block_var=None):
     def model(x, t, out_shape):
         b = out_shape[-1] // h
         step = int(t[0])
+        beta_t = beta
+        if block_var is not None:  # p(s | x_t) = E[sigmoid(beta s xbar) | x_t], probit rule
+            sig, a = process.sigma(step), process.signal_scale(step)
+            v = block_var * sig ** 2 / (sig ** 2 + b * b * a * a * block_var)
+            beta_t = beta / (1 + np.pi * beta ** 2 * v / 8) ** 0.5
         if (b == 1 or x.shape[-1] != out_shape[-1]
                 or process.sigma(step) < min_nsr * process.signal_scale(step)):
             return den(x, t, out_shape)
+        if not jacobian:  # Cov[x_0 | x_t] ~ r_t^2 I: the gradient taken at the prediction
+            z = den(x, t, out_shape)
+            with torch.enable_grad():
+                zg = z.detach().requires_grad_(True)
+                loglik = F.logsigmoid(beta_t * s_blocks * F.avg_pool2d(zg, b)).sum()
+                (grad,) = torch.autograd.grad(loglik, zg)
+            sigma, a = process.sigma(step), process.signal_scale(step)
+            return z + zeta * sigma ** 2 / (a ** 2 + sigma ** 2) * grad
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             z = den(xg, t, out_shape)
             mean = F.avg_pool2d(z, b)
-            loglik = F.logsigmoid(beta * s_blocks * mean).sum()
+            loglik = F.logsigmoid(beta_t * s_blocks * mean).sum()
             (grad,) = torch.autograd.grad(loglik, xg)
         scale = zeta * process.sigma(step) ** 2 / process.signal_scale(step)
         return z.detach() + scale * grad
@@ -130,6 +151,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--zeta", type=float, default=1.0, help="guide: guidance scale")
     ap.add_argument("--min-nsr", type=float, default=0.0,
                     help="guide: only states with sigma/a >= this")
+    ap.add_argument("--no-jacobian", action="store_true",
+                    help="guide: correct by r_t^2 grad log p(s | z), r_t^2 = sigma^2/(a^2+sigma^2) "
+                    "(no backward pass through the network)")
+    ap.add_argument("--marginal", action="store_true",
+                    help="guide: soften beta by the block mean's posterior variance given x_t "
+                    "(E[sigmoid(beta s xbar) | x_t] by the probit approximation)")
     ap.add_argument("--noise", choices=["keep", "vp"], default="vp", help="soft: fresh noise")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -147,10 +174,13 @@ def main(argv=None) -> dict:
     if args.variant == "project":
         den = _projector(den, s_blocks, h, c, args.delta, args.t_min)
     elif args.variant == "guide":
+        block_var = float((F.avg_pool2d(torch.from_numpy(calib.astype(np.float64)).unsqueeze(1),
+                                        args.factor) ** 2).mean())
         for p in model.net.parameters():
             p.requires_grad_(False)
         den = _likelihood_guided(den, process, s_blocks, h, args.beta, args.zeta,
-                                 args.min_nsr)
+                                 args.min_nsr, jacobian=not args.no_jacobian,
+                                 block_var=block_var if args.marginal else None)
     elif args.variant == "soft":
         view = process.low_res(torch.from_numpy(calib.astype(np.float32)).unsqueeze(1), h)
         blocks = torch.from_numpy(majority_blocks(calib, args.factor, seed=1)).unsqueeze(1)
