@@ -38,7 +38,8 @@ with it. Variants (``--variant``):
     ``beta_t = beta / sqrt(1 + pi beta^2 v_t / 8)``, the probit approximation of
     ``E[sigmoid(beta s xbar) | x_t]`` for a block mean with posterior variance
     ``v_t = V sigma_t^2 / (sigma_t^2 + b^2 a_t^2 V)`` (``V`` the data's block-mean variance):
-    weaker while the noise hides the block means, ``beta`` at the end.
+    weaker while the noise hides the block means, ``beta`` at the end; ``--var-scale k`` uses
+    ``k v_t`` instead.
 
 Example (about 1-3 CPU-minutes at n = 64 on one thread)::
 
@@ -78,14 +79,14 @@ def _projector(den, s_blocks, h, c, delta, t_min):
 
 
 def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacobian=True,
-                       block_var=None):
+                       block_var=None, var_scale=1.0):
     def model(x, t, out_shape):
         b = out_shape[-1] // h
         step = int(t[0])
         beta_t = beta
         if block_var is not None:  # p(s | x_t) = E[sigmoid(beta s xbar) | x_t], probit rule
             sig, a = process.sigma(step), process.signal_scale(step)
-            v = block_var * sig ** 2 / (sig ** 2 + b * b * a * a * block_var)
+            v = var_scale * block_var * sig ** 2 / (sig ** 2 + b * b * a * a * block_var)
             beta_t = beta / (1 + np.pi * beta ** 2 * v / 8) ** 0.5
         if (b == 1 or x.shape[-1] != out_shape[-1]
                 or process.sigma(step) < min_nsr * process.signal_scale(step)):
@@ -157,6 +158,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--marginal", action="store_true",
                     help="guide: soften beta by the block mean's posterior variance given x_t "
                     "(E[sigmoid(beta s xbar) | x_t] by the probit approximation)")
+    ap.add_argument("--var-scale", type=float, default=1.0,
+                    help="guide --marginal: multiply the posterior variance v_t by this")
     ap.add_argument("--noise", choices=["keep", "vp"], default="vp", help="soft: fresh noise")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -180,7 +183,8 @@ def main(argv=None) -> dict:
             p.requires_grad_(False)
         den = _likelihood_guided(den, process, s_blocks, h, args.beta, args.zeta,
                                  args.min_nsr, jacobian=not args.no_jacobian,
-                                 block_var=block_var if args.marginal else None)
+                                 block_var=block_var if args.marginal else None,
+                                 var_scale=args.var_scale)
     elif args.variant == "soft":
         view = process.low_res(torch.from_numpy(calib.astype(np.float32)).unsqueeze(1), h)
         blocks = torch.from_numpy(majority_blocks(calib, args.factor, seed=1)).unsqueeze(1)
