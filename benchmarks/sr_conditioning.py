@@ -83,21 +83,19 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacob
     def model(x, t, out_shape):
         b = out_shape[-1] // h
         step = int(t[0])
+        sigma, a = process.sigma(step), process.signal_scale(step)
+        if b == 1 or x.shape[-1] != out_shape[-1] or sigma < min_nsr * a:
+            return den(x, t, out_shape)
         beta_t = beta
         if block_var is not None:  # p(s | x_t) = E[sigmoid(beta s xbar) | x_t], probit rule
-            sig, a = process.sigma(step), process.signal_scale(step)
-            v = var_scale * block_var * sig ** 2 / (sig ** 2 + b * b * a * a * block_var)
+            v = var_scale * block_var * sigma ** 2 / (sigma ** 2 + b * b * a * a * block_var)
             beta_t = beta / (1 + np.pi * beta ** 2 * v / 8) ** 0.5
-        if (b == 1 or x.shape[-1] != out_shape[-1]
-                or process.sigma(step) < min_nsr * process.signal_scale(step)):
-            return den(x, t, out_shape)
         if not jacobian:  # Cov[x_0 | x_t] ~ r_t^2 I: the gradient taken at the prediction
             z = den(x, t, out_shape)
             with torch.enable_grad():
                 zg = z.detach().requires_grad_(True)
                 loglik = F.logsigmoid(beta_t * s_blocks * F.avg_pool2d(zg, b)).sum()
                 (grad,) = torch.autograd.grad(loglik, zg)
-            sigma, a = process.sigma(step), process.signal_scale(step)
             return z + zeta * sigma ** 2 / (a ** 2 + sigma ** 2) * grad
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
@@ -105,7 +103,7 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacob
             mean = F.avg_pool2d(z, b)
             loglik = F.logsigmoid(beta_t * s_blocks * mean).sum()
             (grad,) = torch.autograd.grad(loglik, xg)
-        scale = zeta * process.sigma(step) ** 2 / process.signal_scale(step)
+        scale = zeta * sigma ** 2 / a
         return z.detach() + scale * grad
 
     return model
@@ -162,6 +160,9 @@ def main(argv=None) -> dict:
                     help="guide --marginal: multiply the posterior variance v_t by this")
     ap.add_argument("--noise", choices=["keep", "vp"], default="vp", help="soft: fresh noise")
     args = ap.parse_args(argv)
+    if args.var_scale != 1.0 and not (args.variant == "guide" and args.marginal):
+        ap.error(f"--var-scale: expected with --variant guide --marginal, got --variant "
+                 f"{args.variant}{' --marginal' if args.marginal else ''}")
     torch.set_num_threads(1)
     model = load_model(args.model)
     process, L = model.process, model.size
