@@ -39,7 +39,13 @@ with it. Variants (``--variant``):
     ``E[sigmoid(beta s xbar) | x_t]`` for a block mean with posterior variance
     ``v_t = V sigma_t^2 / (sigma_t^2 + b^2 a_t^2 V)`` (``V`` the data's block-mean variance):
     weaker while the noise hides the block means, ``beta`` at the end; ``--var-scale k`` uses
-    ``k v_t`` instead.
+    ``k v_t`` instead; ``--measured`` takes ``v_t`` as the denoiser's block-mean error
+    ``E[(mean_B(x_0) - mean_B(z(x_t)))^2]`` on 128 held-out Monte Carlo configurations
+    (:func:`lineardiff.block_mean_variance`: the average posterior variance when ``z`` is the
+    posterior mean; no constant to choose); ``--local`` spreads ``v_t`` over the blocks in
+    proportion to ``mean_B(1 - z^2)`` (``block_sign_likelihood(..., spins=True)``). With
+    ``--measured --local --beta 1000`` (the exact majority rule, in effect) this is the
+    library's route, ``super_resolve(..., guidance=1, block_variance=...)``.
 
 Example (about 1-3 CPU-minutes at n = 64 on one thread)::
 
@@ -57,7 +63,7 @@ import torch
 import torch.nn.functional as F
 
 import linops
-from lineardiff import upscale
+from lineardiff import block_mean_variance, block_sign_likelihood, upscale
 from lineardiff.app.ising_eval import MC_HELDOUT_SEED, MC_REFERENCE_SEED, sr_input_scale
 from lineardiff.data import wolff_configurations
 from lineardiff.metrics import binarize, block_consistency, compare, majority_blocks
@@ -79,7 +85,7 @@ def _projector(den, s_blocks, h, c, delta, t_min):
 
 
 def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacobian=True,
-                       block_var=None, var_scale=1.0):
+                       block_var=None, var_scale=1.0, measured=None, local=False):
     def model(x, t, out_shape):
         b = out_shape[-1] // h
         step = int(t[0])
@@ -87,7 +93,9 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacob
         if b == 1 or x.shape[-1] != out_shape[-1] or sigma < min_nsr * a:
             return den(x, t, out_shape)
         beta_t = beta
-        if block_var is not None:  # p(s | x_t) = E[sigmoid(beta s xbar) | x_t], probit rule
+        if measured is not None:  # the measured block-mean error (block_mean_variance)
+            beta_t = (8 / np.pi) ** 0.5 / (var_scale * measured(step) + 8 / (np.pi * beta ** 2)) ** 0.5
+        elif block_var is not None:  # p(s | x_t) = E[sigmoid(beta s xbar) | x_t], probit rule
             v = var_scale * block_var * sigma ** 2 / (sigma ** 2 + b * b * a * a * block_var)
             beta_t = beta / (1 + np.pi * beta ** 2 * v / 8) ** 0.5
         if not jacobian:  # Cov[x_0 | x_t] ~ r_t^2 I: the gradient taken at the prediction
@@ -101,7 +109,12 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacob
             xg = x.detach().requires_grad_(True)
             z = den(xg, t, out_shape)
             mean = F.avg_pool2d(z, b)
-            loglik = F.logsigmoid(beta_t * s_blocks * mean).sum()
+            if local:  # the library's route: v_t spread by mean_B(1 - z^2) (+-1 spins)
+                loglik = block_sign_likelihood(
+                    s_blocks, beta=beta, variance=lambda t: var_scale * measured(t),
+                    spins=True)(z, step).sum()
+            else:
+                loglik = F.logsigmoid(beta_t * s_blocks * mean).sum()
             (grad,) = torch.autograd.grad(loglik, xg)
         scale = zeta * sigma ** 2 / a
         return z.detach() + scale * grad
@@ -158,11 +171,21 @@ def main(argv=None) -> dict:
                     "(E[sigmoid(beta s xbar) | x_t] by the probit approximation)")
     ap.add_argument("--var-scale", type=float, default=1.0,
                     help="guide --marginal: multiply the posterior variance v_t by this")
+    ap.add_argument("--measured", action="store_true",
+                    help="guide --marginal: v_t measured as the denoiser's block-mean error on "
+                    "held-out Monte Carlo (128 configurations) instead of the Gaussian formula")
+    ap.add_argument("--local", action="store_true",
+                    help="guide --measured: spread v_t over the blocks in proportion to "
+                    "mean_B(1 - z^2) (the posterior variance of a +-1 spin is 1 - z^2)")
     ap.add_argument("--noise", choices=["keep", "vp"], default="vp", help="soft: fresh noise")
     args = ap.parse_args(argv)
     if args.var_scale != 1.0 and not (args.variant == "guide" and args.marginal):
         ap.error(f"--var-scale: expected with --variant guide --marginal, got --variant "
                  f"{args.variant}{' --marginal' if args.marginal else ''}")
+    if args.measured and not (args.variant == "guide" and args.marginal):
+        ap.error("--measured: expected with --variant guide --marginal")
+    if args.local and not args.measured:
+        ap.error("--local: expected with --variant guide --marginal --measured")
     torch.set_num_threads(1)
     model = load_model(args.model)
     process, L = model.process, model.size
@@ -182,10 +205,15 @@ def main(argv=None) -> dict:
                                         args.factor) ** 2).mean())
         for p in model.net.parameters():
             p.requires_grad_(False)
+        measured = None
+        if args.measured:
+            x_cal = torch.from_numpy(calib[:128].astype(np.float32)).unsqueeze(1)
+            measured = block_mean_variance(model.denoiser, process, x_cal, args.factor,
+                                           generator=torch.Generator().manual_seed(args.seed + 1))
         den = _likelihood_guided(den, process, s_blocks, h, args.beta, args.zeta,
                                  args.min_nsr, jacobian=not args.no_jacobian,
                                  block_var=block_var if args.marginal else None,
-                                 var_scale=args.var_scale)
+                                 var_scale=args.var_scale, measured=measured, local=args.local)
     elif args.variant == "soft":
         view = process.low_res(torch.from_numpy(calib.astype(np.float32)).unsqueeze(1), h)
         blocks = torch.from_numpy(majority_blocks(calib, args.factor, seed=1)).unsqueeze(1)

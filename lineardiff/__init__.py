@@ -13,7 +13,7 @@ line and everything it writes). Every public name is importable from here.
 from ._denoiser import as_denoiser
 from ._entry import EntryCalibration, fit_entry_calibration
 from ._generate import generate, super_resolve
-from ._guidance import block_sign_likelihood
+from ._guidance import BlockMeanVariance, block_mean_variance, block_sign_likelihood
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
 from ._objectives import (
     default_prediction,
@@ -73,6 +73,7 @@ __all__ = [
     "LinearDiffusion",
     "Posterior",
     "PowerSpectrumFit",
+    "BlockMeanVariance",
     "SKILD",
     "TrainConfig",
     "TrainResult",
@@ -81,6 +82,7 @@ __all__ = [
     "ancestral_sample",
     "as_denoiser",
     "bd_alpha_sigma",
+    "block_mean_variance",
     "block_sign_likelihood",
     "bd_blur_sigma",
     "bd_dissipation",

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_bool, check_int, check_real, check_real_tensor, check_seed
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_real,
+    check_real_tensor,
+    check_seed,
+)
 from ._guidance import block_sign_likelihood
 from ._sampling import ancestral_sample, respace, upscale
 
@@ -117,6 +126,7 @@ def super_resolve(
     ilvr: bool = False,
     ilvr_nsr: float = 1.5,
     guidance: float = 0.0,
+    block_variance=None,
     calibration=None,
     tau: float | None = None,
     progress: bool = True,
@@ -157,6 +167,13 @@ def super_resolve(
         (``ancestral_sample``'s ``guidance_scale``; 1 is the plain approximation). One
         backward pass of the network per step (about 3x the sampling time). Measured in
         docs/processes.rst.
+    block_variance : callable, optional
+        With ``guidance``: the posterior variance of a block mean given the state
+        (:func:`~lineardiff.block_mean_variance`, measured on held-out data); the likelihood
+        is then the exact majority rule marginalised over it, spread over the blocks by each
+        block's spin variance (:func:`~lineardiff.block_sign_likelihood` with ``beta = inf``,
+        ``spins=True``; the output is +-1 spins) instead of the plain ``sigmoid(8 s mean)``
+        of the predicted signal (docs/processes.rst).
     calibration : EntryCalibration, optional
         SKILD: draw the entry state from the calibrated ``q(x_n0 | y)``
         (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the lowest DCT
@@ -196,6 +213,10 @@ def super_resolve(
             raise ValueError(f"{where}: expected tau=None for a model on a resolution pyramid "
                              f"(SSD enters at the input's level), got {tau!r}")
         entry["tau"] = check_real(where, "tau", tau, low=0)
+    check_callable(where, "block_variance", block_variance, optional=True)
+    if block_variance is not None and guidance == 0:
+        raise ValueError(f"{where}: expected block_variance only with guidance > 0, got "
+                         "guidance = 0")
     if guidance > 0 and process.sr_sizes is None:
         raise ValueError(f"{where}: expected guidance = 0 for a model that super-resolves "
                          f"from any size (SKILD), got {guidance}")
@@ -207,8 +228,10 @@ def super_resolve(
             chunk = y[i : i + batch_size].to(torch.float32)
             guide = {}
             if guidance > 0:
-                guide = {"log_likelihood": block_sign_likelihood(chunk),
-                         "guidance_scale": guidance}
+                like = block_sign_likelihood(chunk) if block_variance is None else \
+                    block_sign_likelihood(chunk, beta=math.inf, variance=block_variance,
+                                          spins=True)
+                guide = {"log_likelihood": like, "guidance_scale": guidance}
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,
                                generator=gen, clip=clip, prediction=model.prediction,

@@ -126,7 +126,10 @@ def ancestral_sample(
         log_likelihood(z(x_t))`` (Tweedie's formula with diffusion posterior sampling's
         approximation ``p(y | x_t) ~ p(y | z(x_t))``; one backward pass of the network per
         step), at the states ``x_t = a_t x_0 + sigma_t eps`` of the full shape (DDPM, VE,
-        SSD at its last resolution); other states are walked unguided.
+        SSD at its last resolution); other states are walked unguided. A likelihood whose
+        attribute ``time_dependent`` is True is called as ``log_likelihood(z, t)`` (e.g.
+        :func:`block_sign_likelihood` with ``variance``: ``p(y | x_t)`` marginalised over
+        the prediction's posterior uncertainty at state ``t``).
     guidance_scale : float, default 1.0
         The factor ``zeta`` above (1: the plain approximation).
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .._checks import check_finite, check_finite_array
 
-__all__ = ["UsageError", "WorkFailed", "block_calibration_for", "check_input_range",
-           "input_scale", "load_inputs", "save_outputs"]
+__all__ = ["UsageError", "WorkFailed", "block_calibration_for", "block_variance_for",
+           "check_input_range", "input_scale", "load_inputs", "save_outputs"]
 
 #: Inputs of ``upscale`` (after ``--input-scale``) are images in the data range [-1, 1];
 #: low-pass views overshoot it a little, so up to INPUT_WARN passes silently, up to
@@ -180,6 +180,21 @@ def block_calibration_for(model, y, scale: float):
 
     fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)
     return block_calibration(model.process, fine, model.size // y.shape[-1], scale)
+
+
+def block_variance_for(model, y, guidance: float, plain: bool):
+    """``--guidance`` without ``--plain-likelihood``: the measured posterior variance of a block
+    mean for an Ising model with majority-block inputs (None otherwise: the plain likelihood)."""
+    if plain and guidance == 0:
+        raise UsageError("--plain-likelihood: expected with --guidance > 0, got --guidance 0")
+    if guidance == 0 or plain or model.config["data"]["name"] != "ising" \
+            or model.process.sr_sizes is None or model.size % y.shape[-1]:
+        return None
+    from ..data import wolff_configurations
+    from .ising_eval import MC_HELDOUT_SEED, measured_block_variance
+
+    fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)
+    return measured_block_variance(model, fine, model.size // y.shape[-1])
 
 
 def input_scale(scale, model, y) -> float:

@@ -149,6 +149,17 @@ def block_calibration(process, fine: np.ndarray, b: int, scale: float):
     return fit_entry_calibration(process, x0, y)
 
 
+def measured_block_variance(model, fine: np.ndarray, b: int, n: int = 128):
+    """:func:`~lineardiff.block_mean_variance` of ``model`` for ``b x b`` blocks, measured on
+    the first ``n`` configurations of ``fine`` (N, L, L) (seeded: the same every call)."""
+    from .._guidance import block_mean_variance
+
+    x0 = torch.from_numpy(fine[:n].astype(np.float32)).unsqueeze(1)
+    return block_mean_variance(model.denoiser, model.process, x0, b,
+                               prediction=model.prediction,
+                               generator=torch.Generator().manual_seed(0))
+
+
 def _low_size(process, L: int, factor) -> tuple[int, bool]:
     """The input size ``L / factor`` and whether the factor gives majority blocks."""
     where = "evaluate_upscaling"
@@ -174,7 +185,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True, ilvr: bool = False,
                        ilvr_nsr: float = 1.5, guidance: float = 0.0, tau: float | None = None,
-                       calibrated: bool = False) -> dict:
+                       calibrated: bool = False, plain_likelihood: bool = False) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
     For integer factors dividing ``L`` the inputs are ``factor x factor`` majority blocks
@@ -198,6 +209,10 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     calibrated : bool, default False
         SKILD with majority blocks: draw the entry from the calibrated ``q(x_n0 | y)``
         (:func:`block_calibration` on the 2,000 calibration configurations).
+    plain_likelihood : bool, default False
+        With ``guidance``: the plain ``sigmoid(8 s mean)`` of the predicted signal. By default
+        the exact majority rule marginalised over the block mean's posterior variance,
+        measured on 128 of the calibration configurations (:func:`measured_block_variance`).
 
     Returns
     -------
@@ -213,7 +228,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     n_mc = n_mc or max(n, 2000)
     t0 = time.perf_counter()
     truth = wolff_configurations(L, n, seed=MC_HELDOUT_SEED)
-    calibration = None
+    calibration = block_variance = None
     if calibrated and (not blocks or model.process.sr_sizes is not None):
         raise ValueError("evaluate_upscaling: expected calibrated=False unless a SKILD model "
                          f"takes majority blocks (an integer factor), got factor {factor} for "
@@ -225,6 +240,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         y = torch.from_numpy(c * coarse.astype(np.float32)).unsqueeze(1)
         if calibrated:
             calibration = block_calibration(model.process, calib, factor, c)
+        if guidance > 0 and not plain_likelihood:
+            block_variance = measured_block_variance(model, calib, factor)
     else:
         c = 1.0
         x0 = torch.from_numpy(truth.astype(np.float64)).unsqueeze(1)
@@ -232,7 +249,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         coarse = y.numpy()[:, 0]
     t1, c1 = time.perf_counter(), time.process_time()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
-                      ilvr_nsr=ilvr_nsr, guidance=guidance, tau=tau, calibration=calibration)
+                      ilvr_nsr=ilvr_nsr, guidance=guidance, tau=tau, calibration=calibration,
+                      block_variance=block_variance)
     t_model, c_model = time.perf_counter() - t1, time.process_time() - c1
     spins, soft = binarize(_spins(x))
     mc = wolff_configurations(L, n_mc, seed=MC_REFERENCE_SEED)
@@ -248,7 +266,9 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
                      "ilvr": ilvr, "ilvr_nsr": ilvr_nsr, "guidance": guidance,
-                     "tau": tau, "calibrated": calibrated},
+                     "tau": tau, "calibrated": calibrated,
+                     "likelihood": None if guidance == 0 else
+                     "measured" if block_variance is not None else "plain"},
         "input_scale": c,
     }
     if blocks:

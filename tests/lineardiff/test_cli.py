@@ -170,6 +170,9 @@ def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
                  "4", "--out", str(tmp_path / "u"), "--quiet", "--consistency"]) == 0
     y = np.load(tmp_path / "u" / "upscaled.npy")
     assert y.shape == (2, 1, 8, 8) and np.isfinite(y).all()
+    assert main(["upscale", "--model", model, "--input", str(tmp_path / "low.npy"), "--steps",
+                 "4", "--out", str(tmp_path / "ug"), "--quiet", "--guidance", "1"]) == 0
+    assert np.isfinite(np.load(tmp_path / "ug" / "upscaled.npy")).all()
     # PNG inputs: one file, or a folder of them (grey levels of the model's one channel)
     from PIL import Image
 
@@ -192,6 +195,13 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
     assert 0 <= report["block_consistency"]["model"]["consistency"] <= 1
     assert report["block_consistency"]["truth"]["consistency"] == 1.0
     assert "comparison" in report and "seconds" in report
+    assert report["settings"]["likelihood"] is None  # no guidance
+    for extra, likelihood in (([], "measured"), (["--plain-likelihood"], "plain")):
+        assert main(["evaluate", "--model", model, "--task", "upscale", "--n", "3", "--steps",
+                     "3", "--n-mc", "50", "--guidance", "1", *extra, "--out",
+                     str(tmp_path / "g"), "--quiet"]) == 0
+        report = json.loads((tmp_path / "g" / "report.json").read_text())
+        assert report["settings"]["likelihood"] == likelihood
     assert main(["demo", "--model", model, "--n", "4", "--steps", "3", "--n-mc", "50", "--out",
                  str(tmp_path / "d"), "--quiet"]) == 0
     md = (tmp_path / "d" / "report.md").read_text()

@@ -107,6 +107,8 @@ CASES = [
     ([*UP, "{tmp}/ok.npy", "--seed", SEED_OVER], 2, r"argument --seed: expected an integer in \[0, 9223372036854775807\], got 9223372036854775808$"),
     ([*UP, "{tmp}/ok.npy", "--ilvr-nsr", "nan"], 2, r"argument --ilvr-nsr: expected a finite number >= 0, got 'nan'$"),
     ([*UP, "{tmp}/ok.npy", "--guidance", "-1"], 2, r"argument --guidance: expected a finite number >= 0, got '-1'$"),
+    ([*UP, "{tmp}/ok.npy", "--plain-likelihood"], 2, r"--plain-likelihood: expected with --guidance > 0, got --guidance 0$"),
+    ([*EV, "--task", "upscale", "--plain-likelihood"], 2, r"--plain-likelihood: expected with --guidance > 0, got --guidance 0$"),
     ([*UP[:-3], "--input-scale", "inf", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got 'inf'$"),
     ([*UP[:-3], "--input-scale", "0", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got '0'$"),
     ([*UP[:-3], "--input-scale", "-1", "--input", "{tmp}/ok.npy"], 2, r"argument --input-scale: expected a finite number > 0 or 'auto', got '-1'$"),
