@@ -9,13 +9,12 @@ from tqdm.auto import tqdm
 
 from ._checks import (
     check_bool,
-    check_callable,
     check_int,
     check_real,
     check_real_tensor,
     check_seed,
 )
-from ._guidance import block_sign_likelihood
+from ._guidance import BlockMeanVariance, block_sign_likelihood
 from ._sampling import ancestral_sample, respace, upscale
 
 __all__ = ["generate", "super_resolve"]
@@ -167,13 +166,16 @@ def super_resolve(
         (``ancestral_sample``'s ``guidance_scale``; 1 is the plain approximation). One
         backward pass of the network per step (about 3x the sampling time). Measured in
         docs/processes.rst.
-    block_variance : callable, optional
+    block_variance : BlockMeanVariance, optional
         With ``guidance``: the posterior variance of a block mean given the state
         (:func:`~lineardiff.block_mean_variance`, measured on held-out data); the likelihood
-        is then the exact majority rule marginalised over it, spread over the blocks by each
-        block's spin variance (:func:`~lineardiff.block_sign_likelihood` with ``beta = inf``,
-        ``spins=True``; the output is +-1 spins) instead of the plain ``sigmoid(8 s mean)``
-        of the predicted signal (docs/processes.rst).
+        is then the majority rule marginalised over it, spread over the blocks by each
+        block's spin variance (:func:`~lineardiff.block_sign_likelihood` with ``spins=True``;
+        the output is +-1 spins) instead of the plain ``sigmoid(8 s mean)`` of the predicted
+        signal (docs/processes.rst). Its ``beta`` is the majority rule softened by the
+        smallest measured variance ``v_min`` (``8 / (pi beta^2) = v_min``): no block is held
+        more sharply than the denoiser can resolve, which keeps the gradients of a block
+        decided against its input finite.
     calibration : EntryCalibration, optional
         SKILD: draw the entry state from the calibrated ``q(x_n0 | y)``
         (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the lowest DCT
@@ -213,7 +215,9 @@ def super_resolve(
             raise ValueError(f"{where}: expected tau=None for a model on a resolution pyramid "
                              f"(SSD enters at the input's level), got {tau!r}")
         entry["tau"] = check_real(where, "tau", tau, low=0)
-    check_callable(where, "block_variance", block_variance, optional=True)
+    if block_variance is not None and not isinstance(block_variance, BlockMeanVariance):
+        raise TypeError(f"{where}: expected block_variance as a BlockMeanVariance "
+                        f"(lineardiff.block_mean_variance), got {type(block_variance).__name__}")
     if block_variance is not None and guidance == 0:
         raise ValueError(f"{where}: expected block_variance only with guidance > 0, got "
                          "guidance = 0")
@@ -221,6 +225,8 @@ def super_resolve(
         raise ValueError(f"{where}: expected guidance = 0 for a model that super-resolves "
                          f"from any size (SKILD), got {guidance}")
     num = _steps(where, process, steps)
+    if block_variance is not None:  # never sharper than the denoiser's own smallest error
+        beta = math.sqrt(8 / (math.pi * min(block_variance.values)))
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     with torch.no_grad(), tqdm(total=y.shape[0], disable=not progress, desc="upscaling") as bar:
@@ -229,8 +235,7 @@ def super_resolve(
             guide = {}
             if guidance > 0:
                 like = block_sign_likelihood(chunk) if block_variance is None else \
-                    block_sign_likelihood(chunk, beta=math.inf, variance=block_variance,
-                                          spins=True)
+                    block_sign_likelihood(chunk, beta=beta, variance=block_variance, spins=True)
                 guide = {"log_likelihood": like, "guidance_scale": guidance}
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,

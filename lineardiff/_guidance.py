@@ -42,12 +42,18 @@ def block_sign_likelihood(blocks: torch.Tensor, *, beta: float = 8.0,
     predicted signal, ``v_t = variance(t)`` its posterior variance, e.g.
     :func:`block_mean_variance`), and ``E[sigmoid(beta s u)]`` for ``u ~ N(m, v)`` is, by the
     probit approximation ``sigmoid(u) ~ Phi(sqrt(pi / 8) u)``,
+    ``Phi(s_B mean_B(x) / w)`` with ``w = sqrt(v_t + 8 / (pi beta^2))`` (exact for
+    ``beta = inf``):
 
-        ``log p(s_B | x_t) = log Phi(s_B mean_B(x) / sqrt(v_t + 8 / (pi beta^2)))``
+        ``log p(s_B | x_t) = log Phi(s_B mean_B(x) / w)``,
 
-    (exact for ``beta = inf``). Weak while the noise hides the block means, the sharp rule
-    at the end, where a finite ``beta`` would keep pushing 3-1 blocks towards 4-0 (too
-    ordered: docs/processes.rst).
+    continued below ``-1`` standard deviation by its tangent line, so that the push on a
+    block the prediction has decided against its sign stays bounded (``log Phi`` itself
+    pushes such a block in proportion to ``1 / w^2`` and, once ``v_t`` is tiny, wrecks the
+    sample; a logistic form bounds it too but keeps pushing kept blocks, too ordered).
+    Weak while the noise hides the block means, the sharp rule at the end, where a finite
+    ``beta`` like 8 would keep pushing 3-1 blocks towards 4-0 (too ordered:
+    docs/processes.rst).
 
     ``v_t`` is an average over images and blocks. For images of +-1 spins the posterior
     variance of a spin whose posterior mean is ``x_i`` is ``1 - x_i^2``; ``spins=True``
@@ -131,10 +137,24 @@ def block_sign_likelihood(blocks: torch.Tensor, *, beta: float = 8.0,
             share = u / u.mean(dim=tuple(range(1, u.dim())), keepdim=True).clamp_min(1e-12)
             var = v * share.clamp_min(1e-6)  # a decided block: finite, if steep, gradients
         width = (var + 8 / (math.pi * beta ** 2)).sqrt()
-        return torch.special.log_ndtr(signed / width).flatten(1).sum(1)
+        return _log_phi_linear_tail(signed / width).flatten(1).sum(1)
 
     marginal_log_likelihood.time_dependent = True
     return marginal_log_likelihood
+
+
+#: Below ``-_TAIL`` standard deviations ``log Phi`` is continued by its tangent line.
+_TAIL = 1.0
+
+
+def _log_phi_linear_tail(u: torch.Tensor) -> torch.Tensor:
+    """``log Phi(u)`` for ``u >= -1``, its tangent line below: the exact tail where the sign
+    is kept (no push beyond it), a bounded slope where the block is decided against it."""
+    edge = torch.tensor(-_TAIL, dtype=u.dtype, device=u.device)
+    log_edge = torch.special.log_ndtr(edge)
+    slope = torch.exp(-0.5 * edge ** 2 - log_edge) / math.sqrt(2 * math.pi)  # phi / Phi
+    return torch.where(u >= edge, torch.special.log_ndtr(u.clamp(min=-_TAIL)),
+                       log_edge + slope * (u - edge))
 
 
 def _pool(x: torch.Tensor, b: int) -> torch.Tensor:

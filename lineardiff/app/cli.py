@@ -107,9 +107,10 @@ def _add_conditioning(p) -> None:
         "--guidance", type=_real_option(0), default=0.0, metavar="Z",
         help="SSD super-resolution: read the input's signs as majority-rule block spins and "
         "guide every full-resolution step with their likelihood at scale Z (posterior "
-        "sampling; 0 = off, 1 = the plain approximation; about 3x the sampling time); for "
-        "Ising models the likelihood is the exact majority rule marginalised over the block "
-        "mean's posterior variance, measured on 128 Monte Carlo configurations",
+        "sampling; 0 = off: the entry state only; about 3x the sampling time); for Ising "
+        "models the likelihood is the exact majority rule marginalised over the block mean's "
+        "posterior variance, measured on 128 Monte Carlo configurations (default 0; "
+        "docs/processes.rst measures both)",
     )
     p.add_argument(
         "--plain-likelihood", action="store_true",
@@ -428,10 +429,11 @@ def _run(args, argv) -> int:
         scale = input_scale(args.input_scale, model, y)
         check_input_range(y, scale)
         calibration = block_calibration_for(model, y, scale) if args.calibrated else None
-        variance = block_variance_for(model, y, args.guidance, args.plain_likelihood)
+        guidance = args.guidance
+        variance = block_variance_for(model, y, guidance, args.plain_likelihood)
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
                           consistency=args.consistency, ilvr=args.ilvr,
-                          ilvr_nsr=args.ilvr_nsr, guidance=args.guidance, tau=args.tau,
+                          ilvr_nsr=args.ilvr_nsr, guidance=guidance, tau=args.tau,
                           calibration=calibration, block_variance=variance,
                           progress=not args.quiet)
         save_outputs("upscale", x, {
@@ -450,6 +452,9 @@ def _run(args, argv) -> int:
 
         if args.plain_likelihood and args.guidance == 0:
             raise UsageError("--plain-likelihood: expected with --guidance > 0, got --guidance 0")
+        if args.plain_likelihood and args.task != "upscale":
+            raise UsageError(f"--plain-likelihood: expected with --task upscale, got --task "
+                             f"{args.task}")
 
         kw = dict(n=args.n, steps=args.steps, seed=args.seed, n_mc=args.n_mc, out=out,
                   progress=not args.quiet)

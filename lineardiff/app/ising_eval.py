@@ -184,7 +184,8 @@ def _low_size(process, L: int, factor) -> tuple[int, bool]:
 def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 200,
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True, ilvr: bool = False,
-                       ilvr_nsr: float = 1.5, guidance: float = 0.0, tau: float | None = None,
+                       ilvr_nsr: float = 1.5, guidance: float = 0.0,
+                       tau: float | None = None,
                        calibrated: bool = False, plain_likelihood: bool = False) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
 
@@ -225,6 +226,9 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     L = model.size
     h, blocks = _low_size(model.process, L, factor)
     factor = L // h if blocks else L / h
+    if plain_likelihood and guidance == 0:
+        raise ValueError("evaluate_upscaling: expected plain_likelihood only with guidance > 0, "
+                         "got guidance 0")
     n_mc = n_mc or max(n, 2000)
     t0 = time.perf_counter()
     truth = wolff_configurations(L, n, seed=MC_HELDOUT_SEED)

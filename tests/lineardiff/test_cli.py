@@ -195,10 +195,11 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
     assert 0 <= report["block_consistency"]["model"]["consistency"] <= 1
     assert report["block_consistency"]["truth"]["consistency"] == 1.0
     assert "comparison" in report and "seconds" in report
-    assert report["settings"]["likelihood"] is None  # no guidance
-    for extra, likelihood in (([], "measured"), (["--plain-likelihood"], "plain")):
+    assert report["settings"]["likelihood"] is None  # no guidance by default
+    for extra, likelihood in ((["--guidance", "1"], "measured"),
+                              (["--guidance", "1", "--plain-likelihood"], "plain")):
         assert main(["evaluate", "--model", model, "--task", "upscale", "--n", "3", "--steps",
-                     "3", "--n-mc", "50", "--guidance", "1", *extra, "--out",
+                     "3", "--n-mc", "50", *extra, "--out",
                      str(tmp_path / "g"), "--quiet"]) == 0
         report = json.loads((tmp_path / "g" / "report.json").read_text())
         assert report["settings"]["likelihood"] == likelihood

@@ -215,6 +215,7 @@ def test_marginal_block_likelihood_matches_the_gaussian_average():
 
     want = math.log(avg(0.2, 0.05, 8.0)) + math.log(avg(0.6, 0.05, 8.0))
     assert float(ll(x, 7)) == pytest.approx(want, abs=0.03)
+    # beta = inf: log Phi(s m / sqrt(v)) exactly (both blocks above -1 s.d.)
     exact = block_sign_likelihood(blocks, beta=math.inf, variance=lambda t: 0.05)
     phi = torch.distributions.Normal(0.0, 1.0).cdf
     want = torch.log(phi(torch.tensor(0.2 / 0.05 ** 0.5)) * phi(torch.tensor(0.6 / 0.05 ** 0.5)))
@@ -223,6 +224,15 @@ def test_marginal_block_likelihood_matches_the_gaussian_average():
     local = block_sign_likelihood(blocks, beta=math.inf, variance=lambda t: 0.05, spins=True)
     want = torch.log(phi(torch.tensor(0.2 / 0.06 ** 0.5)) * phi(torch.tensor(0.6 / 0.04 ** 0.5)))
     torch.testing.assert_close(local(x, 7), want.reshape(1), rtol=1e-6, atol=1e-6)
+    # a block decided against its sign at a tiny variance: below -1 s.d. the tangent line,
+    # slope phi(1) / Phi(-1) = 1.525 per s.d. (log Phi's own slope there would be ~5000)
+    z = torch.full((1, 1, 2, 2), -0.5, requires_grad=True)
+    tiny = block_sign_likelihood(blocks[:, :, :, :1], beta=math.inf, variance=lambda t: 1e-8)
+    value = tiny(z, 1)
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    edge = math.log(float(phi(torch.tensor(-1.0))))
+    assert float(value.detach()) == pytest.approx(edge + 1.5251 * (-0.5 / 1e-4 + 1), rel=1e-4)
+    torch.testing.assert_close(grad, torch.full_like(z, 1.5251 / 1e-4 / 4), rtol=1e-4, atol=0)
 
 
 def test_the_sampler_passes_the_state_to_a_time_dependent_likelihood():
@@ -315,3 +325,6 @@ def test_super_resolve_with_the_measured_block_variance_keeps_the_block_spins():
     assert kept >= 0.97
     with pytest.raises(ValueError, match="block_variance only with guidance > 0"):
         lineardiff.super_resolve(model, y, steps=20, progress=False, block_variance=v)
+    with pytest.raises(TypeError, match="block_variance as a BlockMeanVariance"):
+        lineardiff.super_resolve(model, y, steps=20, progress=False, guidance=1.0,
+                                 block_variance=lambda t: 0.1)
