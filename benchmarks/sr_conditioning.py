@@ -86,6 +86,9 @@ def _projector(den, s_blocks, h, c, delta, t_min):
 
 def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacobian=True,
                        block_var=None, var_scale=1.0, measured=None, local=False):
+    spread = None if not local else block_sign_likelihood(  # the library's route (+-1 spins)
+        s_blocks, beta=beta, variance=lambda t: var_scale * measured(t), spins=True)
+
     def model(x, t, out_shape):
         b = out_shape[-1] // h
         step = int(t[0])
@@ -109,10 +112,8 @@ def _likelihood_guided(den, process, s_blocks, h, beta, zeta, min_nsr=0.0, jacob
             xg = x.detach().requires_grad_(True)
             z = den(xg, t, out_shape)
             mean = F.avg_pool2d(z, b)
-            if local:  # the library's route: v_t spread by mean_B(1 - z^2) (+-1 spins)
-                loglik = block_sign_likelihood(
-                    s_blocks, beta=beta, variance=lambda t: var_scale * measured(t),
-                    spins=True)(z, step).sum()
+            if spread is not None:  # v_t spread by mean_B(1 - z^2)
+                loglik = spread(z, step).sum()
             else:
                 loglik = F.logsigmoid(beta_t * s_blocks * mean).sum()
             (grad,) = torch.autograd.grad(loglik, xg)
@@ -184,6 +185,8 @@ def main(argv=None) -> dict:
                  f"{args.variant}{' --marginal' if args.marginal else ''}")
     if args.measured and not (args.variant == "guide" and args.marginal):
         ap.error("--measured: expected with --variant guide --marginal")
+    if args.local and args.no_jacobian:
+        ap.error("--local: expected without --no-jacobian (it guides through the network)")
     if args.local and not args.measured:
         ap.error("--local: expected with --variant guide --marginal --measured")
     torch.set_num_threads(1)
