@@ -111,16 +111,19 @@ def _target(process, x0, t, noise, prediction):
     return out
 
 
-def loss_weight(process, t, *, prediction=None) -> torch.Tensor:
+def loss_weight(process, t, *, prediction=None, floor: float = 0.0) -> torch.Tensor:
     """Per-sample loss weights: ``min(SNR_t, 5)`` for signal targets (min-SNR-5, SSD), 1 for eps.
 
-    ``SNR_t = a_t^2 / sigma_t^2``.
+    ``SNR_t = a_t^2 / sigma_t^2``; with ``floor`` the signal weights are
+    ``max(min(SNR_t, 5), floor)`` (:func:`min_snr_weight`).
 
     Parameters
     ----------
     process : LinearDiffusion
     t : int or Tensor of shape (N,)
     prediction : {"signal", "eps"}, optional
+    floor : float, default 0.0
+        Smallest weight of a signal target, in ``[0, 5]`` (ignored for eps targets).
 
     Returns
     -------
@@ -128,12 +131,14 @@ def loss_weight(process, t, *, prediction=None) -> torch.Tensor:
     """
     prediction = _prediction(process, prediction, "loss_weight")
     ts = torch.as_tensor(check_timesteps("loss_weight", "t", t, 1, process.T))
+    floor = check_real("loss_weight", "floor", floor, low=0.0, high=5.0, open_low=False,
+                       open_high=False)
     if prediction == "eps":
         return torch.ones(ts.shape, dtype=torch.float64)
     snr = torch.tensor(
         [process.signal_scale(int(v)) ** 2 / process.sigma(int(v)) ** 2 for v in ts.reshape(-1)]
     )
-    return min_snr_weight(snr.to(torch.float64)).reshape(ts.shape)
+    return min_snr_weight(snr.to(torch.float64), floor=floor).reshape(ts.shape)
 
 
 def sample_timesteps(
@@ -202,7 +207,7 @@ def sample_timesteps(
 
 
 def denoising_loss(model, process, x0, t, *, prediction=None, noise=None,
-                   generator=None) -> torch.Tensor:
+                   generator=None, weight_floor: float = 0.0) -> torch.Tensor:
     """The weighted denoising loss of one batch: what :func:`~lineardiff.train` minimises.
 
     ``x_t = q_sample(x0, t, noise)``, the network's output ``model(x_t, t, shape)`` against
@@ -223,6 +228,8 @@ def denoising_loss(model, process, x0, t, *, prediction=None, noise=None,
     noise : Tensor, shape (N, \\*process.shape_at(t)), optional
         Default: drawn with ``generator``.
     generator : torch.Generator, optional
+    weight_floor : float, default 0.0
+        :func:`loss_weight`'s ``floor``.
 
     Returns
     -------
@@ -256,7 +263,8 @@ def denoising_loss(model, process, x0, t, *, prediction=None, noise=None,
                             generator=generator).to(x0.device)
     x_t = process.q_sample(x0, t, noise)
     target = _target(process, x0, t, noise, prediction)
-    weight = loss_weight(process, t, prediction=prediction).to(device=x0.device, dtype=x0.dtype)
+    weight = loss_weight(process, t, prediction=prediction, floor=weight_floor)
+    weight = weight.to(device=x0.device, dtype=x0.dtype)
     out = model(x_t, t.to(x0.device), tuple(target.shape[1:]))
     per_sample = (out - target).square().flatten(1).mean(1)
     return (weight * per_sample).mean()

@@ -149,8 +149,8 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(1 - b, dim=0).to(betas.dtype)
 
 
-def min_snr_weight(snr: torch.Tensor, *, gamma: float = 5.0) -> torch.Tensor:
-    """Min-SNR-gamma loss weight, ``min(SNR, gamma)``.
+def min_snr_weight(snr: torch.Tensor, *, gamma: float = 5.0, floor: float = 0.0) -> torch.Tensor:
+    """Min-SNR-gamma loss weight, ``min(SNR, gamma)``, optionally floored: ``max(., floor)``.
 
     Parameters
     ----------
@@ -158,6 +158,11 @@ def min_snr_weight(snr: torch.Tensor, *, gamma: float = 5.0) -> torch.Tensor:
         Signal-to-noise ratio, ``SNR_t = alphabar_t / (1 - alphabar_t)``; ``inf`` allowed.
     gamma : float, default 5.0
         The clip; positive.
+    floor : float, default 0.0
+        The smallest weight, in ``[0, gamma]``. ``0`` is min-SNR exactly, whose weight of the
+        high-noise states (``SNR -> 0``) vanishes; a positive floor keeps training the
+        states where the image's coarsest structure is decided (docs/processes.rst,
+        "Loss weight of the high-noise states").
 
     Returns
     -------
@@ -175,14 +180,18 @@ def min_snr_weight(snr: torch.Tensor, *, gamma: float = 5.0) -> torch.Tensor:
     --------
     >>> min_snr_weight(torch.tensor([0.5, 5.0, 80.0, float("inf")]))
     tensor([0.5000, 5.0000, 5.0000, 5.0000])
+    >>> min_snr_weight(torch.tensor([0.001, 0.5, 80.0]), floor=1.0)
+    tensor([1., 1., 5.])
     """
     where = "min_snr_weight"
     if not isinstance(snr, torch.Tensor) or not snr.is_floating_point():
         raise TypeError(f"{where}: expected snr as a floating tensor, got {snr!r}")
     gamma = check_real(where, "gamma", gamma, low=0.0)
+    floor = check_real(where, "floor", floor, low=0.0, high=gamma, open_low=False,
+                       open_high=False)
     if bool((snr < 0).any()) or bool(snr.isnan().any()):
         raise ValueError(f"{where}: expected snr >= 0, got a minimum of {snr.min().item()!r}")
-    return torch.clamp(snr, max=gamma)
+    return torch.clamp(snr, min=floor, max=gamma)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ class TrainConfig:
         independent uniformly random group element (:func:`lineardiff.data.random_symmetries`):
         any of ``"sign"``, ``"dihedral"`` (square images), ``"translate"`` (periodic
         shifts). Critical Ising on a periodic lattice has all three; photographs none.
+    loss_floor : float, default 0.0
+        Smallest loss weight of a signal target (:func:`lineardiff.loss_weight`'s ``floor``,
+        in ``[0, 5]``): min-SNR-5 gives the high-noise states a weight ``SNR_t`` that
+        vanishes (SSD's coarsest level at L = 32: below 1e-3 against 5), so the states
+        where the global structure is decided barely train; ``1`` weighs them like
+        ``SNR = 1``. Ignored for eps targets.
     """
 
     steps: int
@@ -120,6 +126,7 @@ class TrainConfig:
     transition_fraction: float = 0.0
     lr_decay_steps: int = 0
     symmetries: tuple = ()
+    loss_floor: float = 0.0
 
     def __post_init__(self) -> None:
         where = "TrainConfig"
@@ -142,6 +149,8 @@ class TrainConfig:
             )
         self.lr_decay_steps = check_int(where, "lr_decay_steps", self.lr_decay_steps, 0)
         self.symmetries = check_symmetries(where, "symmetries", self.symmetries)
+        self.loss_floor = check_real(where, "loss_floor", self.loss_floor, low=0.0, high=5.0,
+                                     open_low=False, open_high=False)
         if self.resolution_weights is not None:
             self.resolution_weights = _resolution_weights(self.resolution_weights)
 

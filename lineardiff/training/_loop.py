@@ -479,7 +479,7 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
                 )
                 noise = torch.randn((config.batch_size, *proc.shape_at(int(t[0]))), dtype=dtype)
                 loss = denoising_loss(model, proc, x0, t, prediction=prediction,
-                                      noise=noise.to(device))
+                                      noise=noise.to(device), weight_floor=config.loss_floor)
                 for group in state.opt.param_groups:  # a function of the step: resumes exactly
                     group["lr"] = lr_at(config, step + 1)
                 state.opt.zero_grad(set_to_none=True)

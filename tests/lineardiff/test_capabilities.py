@@ -22,6 +22,7 @@ from lineardiff import (
     as_denoiser,
     custom,
     denoising_loss,
+    loss_weight,
     respace,
     train,
     upscale,
@@ -129,6 +130,28 @@ def test_denoising_loss_is_what_train_minimises():
     assert all(q.grad is not None for q in net.parameters() if q.requires_grad)
     with pytest.raises(ValueError, match=r"denoising_loss: expected t as a tensor of shape \(4,\)"):
         denoising_loss(model, p, x0, 3)
+
+
+def test_the_loss_floor_weighs_high_noise_signal_targets():
+    p = ScaleSpaceDiffusion((1, 8, 8), n_levels=2, T=40)
+    net = models.FlexiUNet(1, image_size=8, **TINY)
+    model = as_denoiser(net)
+    x0 = torch.randn(3, 1, 8, 8)
+    t = torch.tensor([p.T] * 3)  # the noisiest state: SNR 2.0 here, below the floor
+    assert loss_weight(p, p.T).item() < 2.1
+    noise = torch.randn(3, *p.shape_at(p.T))
+    got = denoising_loss(model, p, x0, t, noise=noise, weight_floor=5.0)
+    # independent route: the weight is the floor, the target the image at the next state
+    xt = p.q_sample(x0, t, noise)
+    target = p.signal_operator(p.T - 1).apply(x0) / p.signal_scale(p.T - 1)
+    want = 5.0 * (model(xt, t, tuple(target.shape[1:])) - target).square().flatten(1).mean(1).mean()
+    torch.testing.assert_close(got, want)
+    # train reads TrainConfig.loss_floor: the same batches weigh more with a floor of 5
+    data = torch.randn(16, 1, 8, 8).sign()
+    runs = [train(models.FlexiUNet(1, image_size=8, **TINY), p, data,
+                  TrainConfig(steps=3, batch_size=4, loss_floor=f), progress=False).losses
+            for f in (0.0, 5.0)]
+    assert all(b >= a for a, b in zip(*runs, strict=True)) and sum(runs[1]) > sum(runs[0])
 
 
 def test_train_leaves_the_callers_random_states_alone():

@@ -127,6 +127,8 @@ def test_upscale_arguments():
     (dict(steps=10, batch_size=2.5), TypeError, r"TrainConfig: expected batch_size as an int, got 2.5"),
     (dict(steps=10, seed=2**63), ValueError, r"TrainConfig: expected seed in \[0, 9223372036854775807\]"),
     (dict(steps=10, prediction="x0"), ValueError, r"TrainConfig: expected prediction 'signal', 'eps' or None, got 'x0'"),
+    (dict(steps=10, loss_floor=5.5), ValueError, r"TrainConfig: expected loss_floor in \[0, 5\], got 5\.5"),
+    (dict(steps=10, loss_floor="1"), TypeError, r"TrainConfig: expected loss_floor as a real number, got '1'"),
 ])
 def test_train_config_refuses_wrong_kinds(kwargs, error, message):
     with pytest.raises(error, match=message):

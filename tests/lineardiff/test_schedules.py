@@ -97,6 +97,9 @@ def test_min_snr_weight():
     assert min_snr_weight(snr, gamma=1.0).tolist() == [0.0, 0.5, 1.0, 1.0, 1.0]
     w = min_snr_weight(snr.float())
     assert w.dtype == torch.float32
+    # a floor lifts only the high-noise end (SNR below it); gamma still caps the top
+    assert min_snr_weight(snr, floor=1.0).tolist() == [1.0, 1.0, 5.0, 5.0, 5.0]
+    assert min_snr_weight(snr, gamma=2.0, floor=2.0).tolist() == [2.0] * 5
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,6 +440,11 @@ ERRORS = [
         lambda: min_snr_weight(torch.tensor([1.0]), gamma=0),
         ValueError,
         r"min_snr_weight: expected gamma in \(0, inf\), got 0\.0",
+    ),
+    (
+        lambda: min_snr_weight(torch.tensor([1.0]), floor=6.0),
+        ValueError,
+        r"min_snr_weight: expected floor in \[0, 5\], got 6\.0",
     ),
     (
         lambda: min_snr_weight(3.0),

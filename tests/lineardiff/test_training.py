@@ -51,6 +51,13 @@ def test_min_snr_weight():
     want = torch.minimum(abar / (1 - abar), torch.tensor(5.0, dtype=torch.float64))
     torch.testing.assert_close(loss_weight(p, t), want)
     assert loss_weight(p, 1).item() == 5.0  # early steps: SNR is huge, the weight is capped
+    # the floor: weights below it rise to it, the rest are unchanged
+    torch.testing.assert_close(loss_weight(p, t, floor=1.0), want.clamp(min=1.0))
+    assert loss_weight(p, 100).item() < 1.0 and loss_weight(p, 100, floor=1.0).item() == 1.0
+    eps = DDPM((1, 8, 8), T=30)  # eps targets: the unweighted loss, floor or not
+    assert loss_weight(eps, torch.tensor([30]), floor=2.0).tolist() == [1.0]
+    with pytest.raises(ValueError, match=r"loss_weight: expected floor in \[0, 5\], got -1\.0"):
+        loss_weight(p, t, floor=-1)
 
 
 def test_grouped_timestep_sampler_follows_algorithm_4():
