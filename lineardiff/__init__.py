@@ -10,6 +10,7 @@ named rooms: :mod:`lineardiff.training` (the loop, checkpoints, multi-process ru
 line and everything it writes). Every public name is importable from here.
 """
 
+from ._calibration import BandCalibration, band_calibration
 from ._denoiser import as_denoiser
 from ._entry import EntryCalibration, fit_entry_calibration
 from ._generate import generate, super_resolve
@@ -73,6 +74,7 @@ __all__ = [
     "LinearDiffusion",
     "Posterior",
     "PowerSpectrumFit",
+    "BandCalibration",
     "BlockMeanVariance",
     "SKILD",
     "TrainConfig",
@@ -82,6 +84,7 @@ __all__ = [
     "ancestral_sample",
     "as_denoiser",
     "bd_alpha_sigma",
+    "band_calibration",
     "block_mean_variance",
     "block_sign_likelihood",
     "bd_blur_sigma",
