@@ -27,16 +27,14 @@ import numpy as np
 import torch
 
 import lineardiff
-from lineardiff.data.ising import wolff_configurations
+from lineardiff.data.ising import energy_per_site, magnetization, wolff_configurations
 from lineardiff.pretrained import load_model
 
 
 def _order(spins: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray]:
-    """``|m|`` and the nearest-neighbour energy per spin of each configuration."""
+    """``|m|`` and the energy per spin of the signs of each configuration."""
     s = np.where(spins.reshape(len(spins), L, L) >= 0, 1.0, -1.0)
-    m = np.abs(s.mean((1, 2)))
-    e = -(s * np.roll(s, 1, 1) + s * np.roll(s, 1, 2)).mean((1, 2))
-    return m, e
+    return np.abs(magnetization(s)), energy_per_site(s)
 
 
 def main(argv=None) -> None:

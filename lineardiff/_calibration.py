@@ -140,11 +140,9 @@ def band_calibration(
     slopes = torch.ones(len(steps), n_bands, dtype=torch.float64)
     errors = torch.zeros_like(slopes)
     for i, t in enumerate(steps):
-        mates = [u for u in steps[max(0, i - pool): i + pool + 1] if sizes[u] == sizes[t]]
-        if _changes(process, t):
-            mates = [t]
-        else:
-            mates = [u for u in mates if not _changes(process, u)]
+        window = steps[max(0, i - pool): i + pool + 1]
+        mates = [t] if _changes(process, t) else [
+            u for u in window if sizes[u] == sizes[t] and not _changes(process, u)]
         num = torch.cat([sums[u][0] for u in mates])
         den = torch.cat([sums[u][1] for u in mates])
         total = den.sum(0)
