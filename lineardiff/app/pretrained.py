@@ -176,9 +176,10 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     out : str or Path
         The model file to write (atomically).
     extra : dict, optional
-        JSON-able facts to record, merged into the metadata. The training wall time
+        JSON-able facts to record, merged into the metadata. The training time
         (``train_seconds``: the run's ``log.csv`` plus that of the model it was initialised
-        from) is recorded automatically.
+        from; CPU time where the log records it, see ``lineardiff.app.runs.train_seconds``)
+        is recorded automatically.
 
     Returns
     -------

@@ -92,7 +92,8 @@ def _training_rst(models: list) -> str:
     """The training record of each model file (steps, wall time, commands, history)."""
     lines = ["Training records", "----------------", "",
              "As recorded in each model file's metadata (``lineardiff.pretrained.load_model"
-             "(name).meta``); wall time is one CPU thread of a shared 2-core machine.", ""]
+             "(name).meta``); training time is CPU time of one thread on a shared 2-core "
+             "machine (wall time for steps logged before the log recorded CPU time).", ""]
     for label, m in models:
         meta = m.meta
         hours = meta.get("train_seconds")

@@ -231,9 +231,14 @@ def _sample_grid_callback(cfg: dict, process, net, paths: RunPaths):
 
 
 def train_seconds(log_csv, up_to_step: int | None = None) -> tuple[float, int]:
-    """Total wall time and number of steps recorded in a run's ``log.csv`` (0, 0 if none),
-    counting only the rows of steps ``<= up_to_step`` when given (a snapshot of a run that
-    went on)."""
+    """Total training time and number of steps recorded in a run's ``log.csv`` (0, 0 if
+    none), counting only the rows of steps ``<= up_to_step`` when given (a snapshot of a run
+    that went on).
+
+    A row counts its CPU time (``cpu_seconds``, which a paused process does not accumulate)
+    where the log records it, else its wall time (``seconds``: logs written before the
+    column existed).
+    """
     import csv
 
     p = Path(log_csv)
@@ -245,7 +250,8 @@ def train_seconds(log_csv, up_to_step: int | None = None) -> tuple[float, int]:
             try:
                 if up_to_step is not None and int(row["step"]) > up_to_step:
                     continue
-                total += float(row["seconds"])
+                cpu = row.get("cpu_seconds")
+                total += float(cpu if cpu else row["seconds"])
                 rows += 1
             except (KeyError, TypeError, ValueError):
                 continue

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CSV_COLUMNS = ("step", "loss", "lr", "grad_norm", "seconds", "resolution")
+CSV_COLUMNS = ("step", "loss", "lr", "grad_norm", "seconds", "resolution", "cpu_seconds")
+# the columns before cpu_seconds was added: such a file is continued with that column
+# empty in its old rows (readers fall back to the wall time there)
+_OLD_COLUMNS = CSV_COLUMNS[:-1]
 
 
 class CsvLog:
@@ -19,7 +22,8 @@ class CsvLog:
         if path.is_file() and path.stat().st_size > 0:
             text = path.read_text(encoding="utf-8")
             lines = text.splitlines()
-            if lines[0] != header:
+            old = lines[0] == ",".join(_OLD_COLUMNS)
+            if lines[0] != header and not old:
                 raise ValueError(
                     f"train: expected log_csv {path} with the columns {header!r}, got "
                     f"{lines[0][:80]!r}; log to another file"
@@ -29,9 +33,9 @@ class CsvLog:
                 # rows past the start (written after the last checkpoint of a crashed run)
                 # are repeated by this run; a row cut short by the crash is dropped too
                 fields = line.split(",")
-                if len(fields) == len(CSV_COLUMNS) and fields[0].isdigit():
-                    if int(fields[0]) <= start:
-                        kept.append(line)
+                if len(fields) == len(_OLD_COLUMNS if old else CSV_COLUMNS) and \
+                        fields[0].isdigit() and int(fields[0]) <= start:
+                    kept.append(line + "," if old else line)
             new = "\n".join(kept) + "\n"
             if new != text:
                 tmp = path.with_name(f".{path.name}.tmp")
@@ -41,9 +45,11 @@ class CsvLog:
             path.write_text(header + "\n", encoding="utf-8")
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
-    def write(self, step, loss, lr, grad_norm, seconds, resolution) -> None:
+    def write(self, step, loss, lr, grad_norm, seconds, resolution, cpu_seconds) -> None:
         norm = "" if grad_norm is None else repr(grad_norm)
-        self._file.write(f"{step},{loss!r},{lr!r},{norm},{seconds:.6f},{resolution}\n")
+        self._file.write(
+            f"{step},{loss!r},{lr!r},{norm},{seconds:.6f},{resolution},{cpu_seconds:.6f}\n"
+        )
         # flushed every step: the rows of all steps up to a checkpoint are on disk (in the
         # OS cache, which survives a killed process) before that checkpoint is written
         self._file.flush()

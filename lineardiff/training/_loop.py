@@ -193,8 +193,10 @@ def train(
     log_csv : str or Path, optional
         CSV file receiving one row per step, columns
         ``step`` (1-based), ``loss`` (mean over processes), ``lr``, ``grad_norm`` (global
-        norm before clipping), ``seconds`` (wall time of the step) and ``resolution`` (the
-        size drawn; the image width for one process). The header is written once and rows
+        norm before clipping), ``seconds`` (wall time of the step), ``resolution`` (the
+        size drawn; the image width for one process) and ``cpu_seconds`` (CPU time of this
+        process in the step, all its threads: a paused or starved process does not
+        accumulate it, where its wall time does). The header is written once and rows
         are flushed every step. An existing file is continued: rows after the step the run
         starts from are dropped first (after a crash, those after the last checkpoint), so
         each step appears once.
@@ -457,7 +459,7 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
     with StopRequests(enabled=world == 1 and checkpoint is not None) as stop:
         try:
             while state.step < config.steps:
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 step = state.step
                 if world > 1:
                     torch.manual_seed(step_seed(config.seed, _RANK_STREAM, rank, step + 1))
@@ -504,7 +506,8 @@ def _run(net, entries, probs, prediction, config, info, *, checkpoint, resume, m
                 if log is not None:
                     lr = state.opt.param_groups[0]["lr"]
                     seconds = time.perf_counter() - started
-                    log.write(step, value, lr, None if norm is None else float(norm), seconds, size)
+                    log.write(step, value, lr, None if norm is None else float(norm), seconds,
+                              size, time.process_time() - started_cpu)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save()
                 if callback is not None and is_main and step % callback_every == 0:

@@ -157,6 +157,18 @@ def test_export_records_the_time_up_to_the_checkpoint_and_warns_without_a_log(ru
     assert "train_seconds" not in load_model(tmp_path / "alone.safetensors").meta
 
 
+def test_train_seconds_counts_cpu_time_and_falls_back_to_wall_time(tmp_path):
+    from lineardiff.app.runs import train_seconds
+
+    # a paused step: 100 s of wall time, 1 s of CPU; a row logged before cpu_seconds
+    # existed (empty) counts its wall time; a malformed row is skipped
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,lr,grad_norm,seconds,resolution,cpu_seconds\n"
+                   "1,0.5,0.1,1.0,2.0,8,\n2,0.5,0.1,1.0,100.0,8,1.0\n3,0.5,0.1,1.0,x,8,\n")
+    assert train_seconds(log) == (3.0, 2)
+    assert train_seconds(log, up_to_step=1) == (2.0, 1)
+
+
 def test_sample_and_upscale_write_arrays_of_the_right_shape(run, tmp_path):
     root, _ = run
     model = str(root / "run")
@@ -372,7 +384,7 @@ def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_pa
         "L = 8\n": "L = 8\nsizes = [6, 8]\n", '"ssd"': '"ddpm"', "n_levels = 2": "",
         '"flexi_unet"': '"dfu"\nmodes = [[3, 2], [2, 2]]'})
     rows = (run / "log.csv").read_text().splitlines()[1:]
-    assert {r.split(",")[-1] for r in rows} <= {"6", "8"}
+    assert {r.split(",")[5] for r in rows} <= {"6", "8"}
     assert main(["evaluate", "--model", str(run), "--task", "generation", "--size", "12",
                  "--n", "3", "--steps", "3", "--n-mc", "40", "--out", str(tmp_path / "z"),
                  "--quiet"]) == 0

@@ -1,5 +1,7 @@
 """The training loop: the loss falls, a resumed run repeats the uninterrupted one, errors."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -78,7 +80,7 @@ def test_errors(tmp_path):
 
 def _csv_rows(path):
     lines = path.read_text().splitlines()
-    assert lines[0] == "step,loss,lr,grad_norm,seconds,resolution"
+    assert lines[0] == "step,loss,lr,grad_norm,seconds,resolution,cpu_seconds"
     return [line.split(",") for line in lines[1:]]
 
 
@@ -92,6 +94,7 @@ def test_csv_log_rows_and_resume_without_repeats(tmp_path):
     assert [float(r[1]) for r in rows] == a.losses  # repr round-trips the float exactly
     assert all(float(r[2]) == cfg.lr and float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
     assert {r[5] for r in rows} == {"8"}
+    assert all(float(r[6]) > 0 for r in rows)  # CPU time of the step
     # the norm logged without clipping is the one clip_grad_norm_ reports (a clip it never
     # reaches scales the gradients by exactly 1, so both runs take the same steps)
     big = tmp_path / "big.csv"
@@ -112,9 +115,20 @@ def test_csv_log_rows_and_resume_without_repeats(tmp_path):
         log_csv=log2,
         progress=False,
     )
-    log2.write_text(log2.read_text() + "4,9.0,0.0002,1.0,0.1,8\n5,9.0,0.0002,1.0,0.1,8\n6,9.0,0.00")
+    shutil.copy(path, tmp_path / "c3.safetensors")
+    log2.write_text(log2.read_text() + "4,9.0,0.0002,1.0,0.1,8,0.1\n5,9.0,0.0002,1.0,0.1,8,0.1\n"
+                    "6,9.0,0.00")
     train(models.UNet(1, **TINY), p, data, cfg, checkpoint=path, log_csv=log2, progress=False)
     assert [r[:2] for r in _csv_rows(log2)] == [r[:2] for r in rows]  # no lost, no repeated step
+    # a log written before cpu_seconds existed is continued: its rows get the column empty
+    old = tmp_path / "old.csv"
+    old.write_text("step,loss,lr,grad_norm,seconds,resolution\n" + "".join(
+        ",".join(r[:6]) + "\n" for r in _csv_rows(log2)[:3]) + "4,9.0,0.0002,1.0,0.1,8\n")
+    train(models.UNet(1, **TINY), p, data, cfg, checkpoint=tmp_path / "c3.safetensors",
+          log_csv=old, progress=False)
+    continued = _csv_rows(old)
+    assert [r[:2] for r in continued] == [r[:2] for r in rows]
+    assert [r[6] for r in continued[:3]] == ["", "", ""] and float(continued[3][6]) > 0
     # a file with other columns is not overwritten
     other = tmp_path / "other.csv"
     other.write_text("epoch,acc\n1,0.5\n")

@@ -43,7 +43,7 @@ def test_sizes_are_drawn_at_the_configured_frequencies(tmp_path):
     assert cfg.resolution_weights == {8: 1.0, 16: 3.0}
     net, log = Toy(), tmp_path / "log.csv"
     train(net, process, data, cfg, log_csv=log, progress=False)
-    logged = [int(line.split(",")[-1]) for line in log.read_text().splitlines()[1:]]
+    logged = [int(line.split(",")[5]) for line in log.read_text().splitlines()[1:]]
     assert logged == net.sizes  # the CSV names the size each step trained on
     # binomial count: 4 standard errors (sqrt(400 * 0.25 * 0.75) = 8.7) around the mean 100
     count = net.sizes.count(8)
