@@ -38,6 +38,7 @@ from ._schedules import (
     pyramid,
     truncated_cosine_logsnr,
 )
+from ._signal_mse import SignalMSE, measure_signal_mse
 from ._skild import SKILD, DiagonalPosterior
 from ._skild_schedules import (
     skild_alphabar,
@@ -77,6 +78,7 @@ __all__ = [
     "BandCalibration",
     "BlockMeanVariance",
     "SKILD",
+    "SignalMSE",
     "TrainConfig",
     "TrainResult",
     "ScaleSpaceDiffusion",
@@ -105,6 +107,7 @@ __all__ = [
     "linear_betas",
     "load_checkpoint",
     "loss_weight",
+    "measure_signal_mse",
     "min_snr_weight",
     "power_law_spectrum",
     "pyramid",

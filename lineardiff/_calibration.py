@@ -92,16 +92,7 @@ def band_calibration(
     (torch.Size([2, 6]), True)
     """
     where = "band_calibration"
-    check_callable(where, "denoiser", denoiser)
-    if not isinstance(process, DiffusionProcess):
-        raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
-    if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(process.shape_at(0)):
-        got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-        raise ValueError(f"{where}: expected x0 of shape (N, *{tuple(process.shape_at(0))}), "
-                         f"got {got}")
-    x0 = check_real_tensor(where, "x0", x0)
-    if x0.shape[0] < 2:
-        raise ValueError(f"{where}: expected at least 2 images in x0, got {x0.shape[0]}")
+    x0 = check_held_out(where, denoiser, process, x0)
     if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__"):
         raise TypeError(f"{where}: expected timesteps as a sequence of ints, got {timesteps!r}")
     steps = [check_int(where, "timesteps", t, 1, process.T) for t in timesteps]
@@ -153,6 +144,22 @@ def band_calibration(
         slopes[i] = c
         errors[i] = torch.where(ok, se, torch.zeros_like(se))
     return BandCalibration(tuple(steps), edges, slopes, errors)
+
+
+def check_held_out(where: str, denoiser, process, x0) -> torch.Tensor:
+    """The arguments every measurement of a denoiser on held-out images takes: a callable,
+    a process and ``x0`` of shape ``(N, *shape_at(0))``, ``N >= 2`` (returned checked)."""
+    check_callable(where, "denoiser", denoiser)
+    if not isinstance(process, DiffusionProcess):
+        raise TypeError(f"{where}: expected a diffusion process, got {type(process).__name__}")
+    if not isinstance(x0, torch.Tensor) or tuple(x0.shape[1:]) != tuple(process.shape_at(0)):
+        got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+        raise ValueError(f"{where}: expected x0 of shape (N, *{tuple(process.shape_at(0))}), "
+                         f"got {got}")
+    x0 = check_real_tensor(where, "x0", x0)
+    if x0.shape[0] < 2:
+        raise ValueError(f"{where}: expected at least 2 images in x0, got {x0.shape[0]}")
+    return x0
 
 
 def _changes(process, t: int) -> bool:

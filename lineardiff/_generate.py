@@ -43,6 +43,7 @@ def generate(
     batch_size: int = 64,
     clip: float | None = 1.0,
     spin_flip: bool = False,
+    signal_mse="auto",
     progress: bool = True,
 ) -> torch.Tensor:
     """Draw ``n`` samples from a :class:`~lineardiff.pretrained.TrainedModel`.
@@ -62,6 +63,11 @@ def generate(
     spin_flip : bool, default False
         Multiply each sample by a random sign (exact symmetrisation for Ising spins,
         docs/ising.rst, "Practical notes").
+    signal_mse : "auto", SignalMSE, callable or None, default "auto"
+        The denoiser's error per state, drawn into every step (``ancestral_sample``'s
+        ``signal_mse``: the reverse variance of Analytic-DPM). ``"auto"``: the one the model
+        file records (:attr:`~lineardiff.pretrained.TrainedModel.signal_mse`; none if it
+        records none); ``None``: the exact posterior's variance only.
     progress : bool, default True
 
     Returns
@@ -74,6 +80,7 @@ def generate(
     batch_size = check_int(where, "batch_size", batch_size, 1)
     seed = check_seed(where, "seed", seed)
     spin_flip = check_bool(where, "spin_flip", spin_flip)
+    signal_mse = _signal_mse(where, model, signal_mse)
     check_bool(where, "progress", progress)
     process = model.process
     timesteps = respace(process, _steps(where, process, steps))
@@ -84,7 +91,7 @@ def generate(
             k = min(batch_size, n - start)
             x = ancestral_sample(
                 model.denoiser, process, k, timesteps=timesteps, prediction=model.prediction,
-                clip=clip, progress=False, generator=gen,
+                clip=clip, progress=False, generator=gen, signal_mse=signal_mse,
             )
             if spin_flip:
                 signs = torch.randint(0, 2, (k,), generator=gen).mul(2).sub(1)
@@ -92,6 +99,18 @@ def generate(
             out.append(x)
             bar.update(k)
     return torch.cat(out)
+
+
+def _signal_mse(where: str, model, signal_mse):
+    if isinstance(signal_mse, str):
+        if signal_mse != "auto":
+            raise ValueError(f"{where}: expected signal_mse 'auto', a SignalMSE, a callable or "
+                             f"None, got {signal_mse!r}")
+        return getattr(model, "signal_mse", None)
+    if signal_mse is not None and not callable(signal_mse):
+        raise TypeError(f"{where}: expected signal_mse 'auto', a SignalMSE, a callable or None, "
+                        f"got {type(signal_mse).__name__}")
+    return signal_mse
 
 
 def _check_size(process, size: int, where: str) -> None:
@@ -128,6 +147,7 @@ def super_resolve(
     block_variance=None,
     calibration=None,
     tau: float | None = None,
+    signal_mse="auto",
     progress: bool = True,
 ) -> torch.Tensor:
     """Super-resolve low-resolution images with an SSD or SKILD model.
@@ -184,6 +204,8 @@ def super_resolve(
         SKILD: the per-mode SNR that defines the entry state (:meth:`~lineardiff.SKILD.start_step`;
         default 0.1). Smaller enters later, at more noise: less of the input kept, less of
         its error imposed.
+    signal_mse : "auto", SignalMSE, callable or None, default "auto"
+        As for :func:`generate`.
 
     Returns
     -------
@@ -200,6 +222,7 @@ def super_resolve(
     y = check_real_tensor(where, "y", y)
     seed = check_seed(where, "seed", seed)
     check_bool(where, "progress", progress)
+    signal_mse = _signal_mse(where, model, signal_mse)
     process = model.process
     if y.shape[1] != process.shape_at(0)[0]:
         raise ValueError(
@@ -240,6 +263,7 @@ def super_resolve(
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,
                                generator=gen, clip=clip, prediction=model.prediction,
-                               calibration=calibration, progress=False, **entry, **guide))
+                               calibration=calibration, progress=False, signal_mse=signal_mse,
+                               **entry, **guide))
             bar.update(chunk.shape[0])
     return torch.cat(out)

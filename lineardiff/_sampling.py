@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -84,6 +85,7 @@ def ancestral_sample(
     guide: Callable | None = None,
     log_likelihood: Callable | None = None,
     guidance_scale: float = 1.0,
+    signal_mse: Callable | None = None,
 ) -> torch.Tensor:
     """Sample by walking the exact posterior ``q(x_s | x_t, x0_hat)`` from ``T`` to ``0``.
 
@@ -132,6 +134,15 @@ def ancestral_sample(
         the prediction's posterior uncertainty at state ``t``).
     guidance_scale : float, default 1.0
         The factor ``zeta`` above (1: the plain approximation).
+    signal_mse : callable, optional
+        ``signal_mse(t) -> float``: the denoiser's mean squared error per element at state
+        ``t`` (a :class:`SignalMSE` from :func:`measure_signal_mse`). Each step then also
+        draws the prediction's error through the posterior mean: ``x_s = mean + noise +
+        J e``, ``e ~ N(0, signal_mse(t) I)``, ``J`` the mean's linear dependence on the
+        signal (Analytic-DPM's reverse variance, Bao et al. 2022). When it also has a method
+        ``spectrum(t, (H, W))`` that returns a per-mode power map (:meth:`SignalMSE.spectrum`),
+        ``e`` is drawn with that power spectrum instead of white. Without it a walk with
+        large steps is too narrow: its samples come out too smooth.
 
     Returns
     -------
@@ -161,6 +172,7 @@ def ancestral_sample(
     check_callable(where, "callback", callback, optional=True)
     check_callable(where, "guide", guide, optional=True)
     check_callable(where, "log_likelihood", log_likelihood, optional=True)
+    check_callable(where, "signal_mse", signal_mse, optional=True)
     if log_likelihood is not None:
         guidance_scale = check_real(where, "guidance_scale", guidance_scale, low=0,
                                     open_low=False)
@@ -224,12 +236,39 @@ def ancestral_sample(
         if clip is not None:
             signal = signal.clamp(-clip, clip)
         post = process.posterior_from_signal(x, signal, t, s)
-        x = post.mean if s == 0 else post.sample(generator)
+        x_t, x = x, post.mean if s == 0 else post.sample(generator)
+        if signal_mse is not None and s > 0:
+            x = x + _signal_error(process, signal_mse, signal, x_t, t, s, generator, where)
         if guide is not None:
             x = guide(s, x)
         if callback is not None:
             callback(t, s, x, signal)
     return x
+
+
+def _signal_error(process, signal_mse, signal, x_t, t, s, generator, where):
+    """``J e``, ``e ~ N(0, signal_mse(t) I)``: a prediction error carried to ``x_s``.
+
+    The posterior mean is linear in ``(x_t, signal)``, so ``J e`` is the mean with ``x_t = 0``
+    and ``e`` as the signal.
+    """
+    m = signal_mse(t)
+    if isinstance(m, torch.Tensor):
+        m = m.item() if m.numel() == 1 else m
+    if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 0:
+        raise ValueError(f"{where}: expected signal_mse({t}) to be a finite number >= 0, "
+                         f"got {m!r}")
+    if m == 0:
+        return 0.0
+    e = torch.randn(signal.shape, dtype=signal.dtype, device=signal.device, generator=generator)
+    spectrum = getattr(signal_mse, "spectrum", None)
+    power = spectrum(t, signal.shape[-2:]) if callable(spectrum) and signal.ndim >= 3 else None
+    if power is None:
+        e = math.sqrt(m) * e
+    else:  # coloured: F^-1 (P^(1/2) F xi), P(k) = P(-k) keeps it real
+        root = power.sqrt().to(device=signal.device)
+        e = torch.fft.ifft2(torch.fft.fft2(e.double()) * root).real.to(signal.dtype)
+    return process.posterior_from_signal(torch.zeros_like(x_t), e, t, s).mean
 
 
 def _check_output(out, shape, where, t, dtype):
@@ -305,7 +344,7 @@ def upscale(
     tau : float, optional
         SKILD only: the SNR threshold of the entry (:meth:`~lineardiff.SKILD.start_step`).
     **sample_kwargs
-        ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
+        ``clip``, ``callback``, ``progress``, ``signal_mse`` of :func:`ancestral_sample`.
 
     Returns
     -------
@@ -467,7 +506,7 @@ def skild_upscale(
         (:func:`~lineardiff.fit_entry_calibration`): for measurements that are not the
         lowest DCT modes (Ising majority blocks).
     **sample_kwargs
-        ``clip``, ``callback``, ``progress`` of :func:`ancestral_sample`.
+        ``clip``, ``callback``, ``progress``, ``signal_mse`` of :func:`ancestral_sample`.
 
     Returns
     -------

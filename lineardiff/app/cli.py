@@ -100,7 +100,8 @@ def _add_model(p, default: str | None = None) -> None:
     )
 
 
-def _add_sampling(p, *, n: int, steps: int, what: str, n_min: int = 1) -> None:
+def _add_sampling(p, *, n: int, steps: int, what: str, n_min: int = 1,
+                  plain: bool = True) -> None:
     note = " (0: all inputs)" if n_min == 0 else ""
     p.add_argument("--n", type=int_option(n_min, note=note), default=n,
                    help=f"number of {what} (default {n})")
@@ -112,6 +113,11 @@ def _add_sampling(p, *, n: int, steps: int, what: str, n_min: int = 1) -> None:
     )
     p.add_argument("--seed", type=int_option(0, SEED_MAX), default=0,
                    help=f"random seed in [0, {SEED_MAX}] (default 0)")
+    if plain:
+        p.add_argument(
+            "--plain-variance", action="store_true",
+            help="walk the exact posterior's variance only, without the denoiser error the "
+            "model file records (lineardiff calibrate; default: use it when recorded)")
     p.add_argument("--threads", type=int_option(1), default=None,
                    help="torch threads, >= 1 (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -253,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
                    help="models to evaluate (default: every shipped model)")
-    _add_sampling(p, n=1000, steps=200, what="samples per evaluation, >= 2", n_min=2)
+    _add_sampling(p, n=1000, steps=200, what="samples per evaluation, >= 2", n_min=2,
+                  plain=False)
     p.add_argument("--n-mc", type=int_option(2), default=None,
                    help="Monte-Carlo reference configurations, >= 2 (default max(n, 2000))")
     p.add_argument("--out", default="docs/_static/results", metavar="DIR",
@@ -261,6 +268,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", action="store_true",
                    help="keep the earlier rows in --out/results.json of models not evaluated "
                    "now (re-evaluate one model without re-running the others)")
+
+    p = sub.add_parser(
+        "calibrate",
+        help="record a model's denoiser error per state (the reverse variance of sampling)",
+        description="Measure the model's mean squared error per state on held-out data "
+        "(Ising: fresh Monte Carlo; other data: the training data) and write the model file "
+        "with it recorded. sample, upscale, evaluate and demo then draw that error into every "
+        "reverse step (Analytic-DPM's reverse variance; see docs/processes.rst), which "
+        "matters most at few steps.",
+    )
+    _add_model(p)
+    p.add_argument("--to", required=True, metavar="FILE",
+                   help="the model file to write (may be the model's own file)")
+    p.add_argument("--n", type=int_option(2), default=256,
+                   help="held-out images, >= 2 (default 256)")
+    p.add_argument("--states", type=int_option(1), default=100,
+                   help="states measured (respaced; resolution changes kept), the others "
+                   "interpolated (default 100)")
+    p.add_argument("--seed", type=int_option(0, SEED_MAX), default=0,
+                   help=f"random seed in [0, {SEED_MAX}] of the data and noise (default 0)")
+    p.add_argument("--threads", type=int_option(1), default=None,
+                   help="torch threads, >= 1 (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_debug(p)
 
     p = sub.add_parser(
         "export",
@@ -313,7 +344,8 @@ def _run(args, argv) -> int:
         from .demo import run_demo
 
         path = run_demo(args.out, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
-                        n_mc=args.n_mc, threads=args.threads, progress=not args.quiet)
+                        n_mc=args.n_mc, threads=args.threads, progress=not args.quiet,
+                        plain_variance=args.plain_variance)
         print(f"report: {path}")
         return 0
 
@@ -324,8 +356,18 @@ def _run(args, argv) -> int:
     from .runs import writable_folder
 
     _threads(args)
+    if args.command == "calibrate":
+        from .calibrate import calibrate_model
+
+        path = calibrate_model(args.model, args.to, n=args.n, states=args.states,
+                               seed=args.seed, command="lineardiff " + " ".join(argv),
+                               progress=not args.quiet)
+        print(f"model file: {path}")
+        return 0
     out = writable_folder(args.out)
     model = load_model(args.model)
+    if args.plain_variance:
+        model = model.without_signal_mse()
     if args.command == "sample":
         from .._generate import generate
 

@@ -37,7 +37,7 @@ def _model_lines(model) -> list[str]:
 
 def run_demo(out="demo-output", *, model="ising32-ssd", n: int = 32, steps: int = 30,
              seed: int = 0, n_mc: int = 2000, threads: int | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, plain_variance: bool = False) -> Path:
     """Run the demo and write its report into ``out``.
 
     Parameters
@@ -56,6 +56,9 @@ def run_demo(out="demo-output", *, model="ising32-ssd", n: int = 32, steps: int 
     threads : int, optional
         torch threads (default: torch's choice).
     progress : bool, default True
+    plain_variance : bool, default False
+        Ignore the denoiser error the model file records
+        (:meth:`~lineardiff.pretrained.TrainedModel.without_signal_mse`).
 
     Returns
     -------
@@ -67,6 +70,8 @@ def run_demo(out="demo-output", *, model="ising32-ssd", n: int = 32, steps: int 
     if threads:
         torch.set_num_threads(int(threads))
     m = load_model(model)
+    if plain_variance:
+        m = m.without_signal_mse()
     gen = evaluate_generation(m, n=n, steps=steps, seed=seed, n_mc=n_mc, out=folder,
                               progress=progress)
     sr = evaluate_upscaling(m, factor=2, n=n, steps=steps, seed=seed, n_mc=n_mc, out=folder,

@@ -61,6 +61,16 @@ def _side_by_side(model_spins, mc_spins, out: Path | None, prefix: str, title: s
     return {"model": cm, "monte_carlo": cr}
 
 
+def reverse_variance(model) -> str:
+    """What the walk's reverse variance is: the exact posterior's, or with the denoiser's
+    error the model file records (:attr:`TrainedModel.signal_mse`)."""
+    table = model.signal_mse
+    if table is None:
+        return "posterior"
+    kind = "error" if table.spectra is None else "error spectrum"
+    return f"posterior + denoiser {kind} ({len(table.timesteps)} states, n = {table.n})"
+
+
 def evaluate_generation(model, *, n: int = 64, steps: int = 200, seed: int = 0,
                         n_mc: int | None = None, size: int | None = None, out=None,
                         progress: bool = True) -> dict:
@@ -114,7 +124,7 @@ def evaluate_generation(model, *, n: int = 64, steps: int = 200, seed: int = 0,
         "task": "generation" if L == trained else f"zero-shot generation at L = {L}",
         "settings": {"L": L, "trained_L": trained, "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "mc_seed": MC_REFERENCE_SEED, "T": T_C,
-                     "model_step": model.step},
+                     "model_step": model.step, "reverse_variance": reverse_variance(model)},
         "sharpness": {"fraction_soft": soft},
         "comparison": compare(spins, mc, seed=seed),
         "curves": _side_by_side(spins, mc, out, "generation", f"generation L = {L}"),
@@ -269,7 +279,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "n": n, "n_mc": n_mc, "steps": steps,
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
-                     "ilvr": ilvr, "ilvr_nsr": ilvr_nsr, "guidance": guidance,
+                     "reverse_variance": reverse_variance(model), "ilvr": ilvr,
+                     "ilvr_nsr": ilvr_nsr, "guidance": guidance,
                      "tau": tau, "calibrated": calibrated,
                      "likelihood": None if guidance == 0 else
                      "measured" if block_variance is not None else "plain"},

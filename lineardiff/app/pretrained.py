@@ -69,6 +69,30 @@ class TrainedModel:
         """Image size of :attr:`process` (pixels per side)."""
         return int(self.process.shape_at(0)[-1])
 
+    @property
+    def signal_mse(self):
+        """The denoiser's measured error per state (:class:`~lineardiff.SignalMSE`) that the
+        model file records (``lineardiff calibrate``), or None: none recorded, or recorded
+        for another image shape (a model used zero-shot at another size).
+
+        :func:`~lineardiff.generate` and :func:`~lineardiff.super_resolve` draw it into
+        every reverse step by default (Analytic-DPM's reverse variance).
+        """
+        from .._signal_mse import SignalMSE
+
+        record = self.meta.get("signal_mse")
+        if record is None or list(record.get("shape", ())) != list(self.process.shape_at(0)):
+            return None
+        return SignalMSE.from_dict(self.process, record)
+
+    def without_signal_mse(self) -> TrainedModel:
+        """The same model without its recorded denoiser error (the samplers then walk the
+        exact posterior's variance only)."""
+        import dataclasses
+
+        meta = {k: v for k, v in self.meta.items() if k != "signal_mse"}
+        return dataclasses.replace(self, meta=meta)
+
     def at_size(self, size: int) -> TrainedModel:
         """The same network with its process rebuilt for ``size x size`` images (zero-shot).
 

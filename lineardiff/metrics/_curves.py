@@ -414,8 +414,15 @@ def _magnitude(e: CurveEstimate) -> float:
 
 
 def _difference(ea: CurveEstimate, eb: CurveEstimate) -> HotellingResult:
+    # The test's null is "one distribution": the covariance of d is Sigma (1/n_a + 1/n_b) with
+    # Sigma estimated from both sets' influence functions (the pooled two-sample Hotelling).
+    # Cov_a + Cov_b instead estimates a p x p covariance from the smaller set alone: with 32
+    # configurations against 2,000 it rejected Monte Carlo itself at p < 1e-3 in 40 % of
+    # draws for G and S (L = 32); pooled, about as often as the level says.
     atol = _ROUNDOFF * max(_magnitude(ea), _magnitude(eb))
-    return hotelling_statistic(ea.value - eb.value, ea.cov + eb.cov, x=ea.x, atol=atol)
+    pooled = (ea.influence.T @ ea.influence + eb.influence.T @ eb.influence) / (ea.n + eb.n)
+    return hotelling_statistic(ea.value - eb.value, pooled * (1 / ea.n + 1 / eb.n), x=ea.x,
+                               atol=atol)
 
 
 def hotelling(
@@ -437,8 +444,10 @@ def hotelling(
     -------
     dict
         A :class:`HotellingResult` per curve for ``d = curve(a) - curve(b)`` with
-        ``Cov = Cov_a + Cov_b`` from the influence functions (:func:`curve_estimates`,
-        :func:`hotelling_statistic`).
+        ``Cov = Sigma (1 / n_a + 1 / n_b)``, ``Sigma = (IF_a^T IF_a + IF_b^T IF_b) / (n_a +
+        n_b)`` pooled from both sets' influence functions (:func:`curve_estimates`,
+        :func:`hotelling_statistic`): the covariance of ``d`` under the test's null (one
+        distribution), well estimated even when one set is small.
 
     Examples
     --------

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import lineardiff
 from lineardiff import load_checkpoint
 from lineardiff.app.cli import build_parser, main
 from lineardiff.pretrained import load_model
@@ -225,6 +226,35 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
         assert (tmp_path / "d" / name).stat().st_size > 0, name
 
 
+def test_calibrate_records_the_denoiser_error_that_sampling_then_uses(run, tmp_path):
+    from lineardiff.app.pretrained import load_model as load
+
+    root, _ = run
+    out = tmp_path / "cal.safetensors"
+    assert main(["calibrate", "--model", str(root / "run"), "--to", str(out), "--n", "6",
+                 "--states", "5", "--quiet"]) == 0
+    m = load(out)
+    table = m.signal_mse
+    assert table is not None and len(table.timesteps) >= 5 and table.n == 6
+    assert m.meta["signal_mse"]["data"].startswith("Monte Carlo") and m.meta["train_seconds"] > 0
+    assert bool((table.mse >= 0).all()) and table(m.process.T) == float(table.mse[-1])
+    assert m.without_signal_mse().signal_mse is None and m.signal_mse is not None
+    # the table is drawn into sampling by default: other samples than without it
+    a = lineardiff.generate(m, 3, steps=4, seed=1, progress=False)
+    b = lineardiff.generate(m, 3, steps=4, seed=1, progress=False, signal_mse=None)
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"generate: expected signal_mse 'auto', a SignalMSE, "
+                       r"a callable or None, got 'on'"):
+        lineardiff.generate(m, 3, steps=4, signal_mse="on")
+    for extra, expected in (([], "posterior + denoiser error"), (["--plain-variance"],
+                                                                 "posterior")):
+        assert main(["evaluate", "--model", str(out), "--n", "3", "--steps", "3", "--n-mc",
+                     "40", "--out", str(tmp_path / "e"), "--quiet", *extra]) == 0
+        report = json.loads((tmp_path / "e" / "report.json").read_text())
+        assert report["settings"]["reverse_variance"].startswith(expected)
+        assert (expected == "posterior") == (report["settings"]["reverse_variance"] == "posterior")
+
+
 def test_results_runs_every_evaluation_of_a_model(run, tmp_path):
     root, _ = run
     assert main(["results", "--models", str(root / "run"), "--n", "3", "--steps", "3",
@@ -287,7 +317,7 @@ def test_help_documents_every_option():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == {"train", "sample", "upscale", "evaluate", "demo", "export",
-                                "results"}
+                                "results", "calibrate"}
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help, f"{name} {action.option_strings} has no help"

@@ -215,11 +215,30 @@ def test_hotelling_matches_curve_estimates():
     ea, eb = curve_estimates(a), curve_estimates(b)
     for name, r in res.items():
         d = ea[name].value - eb[name].value
-        cov = ea[name].cov + eb[name].cov
+        # the null covariance of d: the influence functions of both sets pooled
+        ia, ib = ea[name].influence, eb[name].influence
+        cov = (ia.T @ ia + ib.T @ ib) / (300 + 200) * (1 / 300 + 1 / 200)
         np.testing.assert_allclose(r.diff, d)
         # full-rank covariance: the truncated inverse is the inverse
         assert r.chi2 == pytest.approx(d @ np.linalg.solve(cov, d), rel=1e-9)
         assert r.max_dev == pytest.approx(np.max(np.abs(d) / np.sqrt(np.diag(cov))), rel=1e-12)
+
+
+def test_hotelling_holds_its_level_when_one_set_is_small():
+    # Monte Carlo against Monte Carlo, 32 configurations against 2,000 (the demo's sizes):
+    # the test must reject at p < 1e-3 about once in a thousand. With the covariance of d
+    # estimated from each set separately (Cov_a + Cov_b) it rejected G and S in about 40 %
+    # of such draws at L = 32 (a p x p covariance from 32 configurations); pooled under the
+    # null it rejects at its level. 60 draws: 3 rejections at 1e-3 would be a 4e-5 event,
+    # and at 0.05 the count is binomial(60, 0.05), below 9 with probability 0.99.
+    from lineardiff.data.ising import wolff_configurations
+
+    ref = wolff_configurations(16, 2000, seed=10_000)
+    pool = wolff_configurations(16, 60 * 32, seed=777)
+    p = np.array([[r.pvalue for r in hotelling(pool[32 * i: 32 * (i + 1)], ref).values()]
+                  for i in range(60)])
+    assert (p < 1e-3).sum(axis=0).max() < 3, p.min(axis=0)
+    assert (p < 0.05).sum(axis=0).max() < 9, (p < 0.05).sum(axis=0)
 
 
 # ---------------------------------------------------------------- compare with curves
