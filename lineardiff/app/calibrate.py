@@ -18,7 +18,7 @@ __all__ = ["CALIBRATION_SEED", "calibrate_model"]
 CALIBRATION_SEED = 30_000
 
 
-def calibrate_model(model, to, *, n: int = 256, states: int = 100, seed: int = 0,
+def calibrate_model(model, to, *, n: int = 256, states: int = 200, seed: int = 0,
                     command: str | None = None, progress: bool = True) -> Path:
     """Measure a model's denoiser error per state and write the model file with it recorded.
 
@@ -35,8 +35,9 @@ def calibrate_model(model, to, *, n: int = 256, states: int = 100, seed: int = 0
     to : str or Path
         The model file to write (may be the model's own file: written atomically).
     n : int, default 256
-    states : int, default 100
-        States measured (:func:`~lineardiff.respace`), the others interpolated.
+    states : int, default 200
+        States measured (:func:`~lineardiff.respace`), the others interpolated; 200 are
+        exactly the states the samplers' default 200 steps visit.
     seed : int, default 0
     command : str, optional
         Recorded with the table.

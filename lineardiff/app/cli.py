@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "figures into --out.",
     )
     _add_model(p, default="ising32-ssd")
-    _add_sampling(p, n=32, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
+    _add_sampling(p, n=100, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
     p.add_argument("--n-mc", type=int_option(2), default=2000,
                    help="Monte-Carlo reference size, >= 2 (default 2000)")
     p.add_argument("--out", default="demo-output", metavar="DIR", help="output folder")
@@ -283,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model file to write (may be the model's own file)")
     p.add_argument("--n", type=int_option(2), default=256,
                    help="held-out images, >= 2 (default 256)")
-    p.add_argument("--states", type=int_option(1), default=100,
+    p.add_argument("--states", type=int_option(1), default=200,
                    help="states measured (respaced; resolution changes kept), the others "
-                   "interpolated (default 100)")
+                   "interpolated; the default is exact at the samplers' default 200 steps "
+                   "(default 200)")
     p.add_argument("--seed", type=int_option(0, SEED_MAX), default=0,
                    help=f"random seed in [0, {SEED_MAX}] of the data and noise (default 0)")
     p.add_argument("--threads", type=int_option(1), default=None,

@@ -88,7 +88,7 @@ SCRIPT = textwrap.dedent(
 
 def _csv(path):
     lines = path.read_text().splitlines()
-    assert lines[0] == "step,loss,lr,grad_norm,seconds,resolution"
+    assert lines[0] == "step,loss,lr,grad_norm,seconds,resolution,cpu_seconds"
     return [line.split(",") for line in lines[1:]]
 
 
