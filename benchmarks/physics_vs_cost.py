@@ -8,6 +8,11 @@ Two steps, so that the expensive one can run piecemeal across sessions and machi
     run ``lineardiff evaluate --task generation`` at one thread and keep its report in
     ``--cache/<label>-<step>-n<n>-s<steps>-seed<seed>/`` with a ``cost.json`` beside it
     (label, step, training CPU-hours, model file). Reports already in the cache are kept.
+    ``--calibrate`` first records the denoiser's error table (``lineardiff calibrate``,
+    default settings) in a copy of each model file that has none, so that every checkpoint
+    is sampled with the same reverse variance (posterior + error spectrum); such reports are
+    cached under a ``-err`` suffix. ``--paused-hours H`` subtracts pauses that older run logs
+    recorded as training time (wall-clock steps logged before ``cpu_seconds`` existed).
 ``report``
     Collect every ``cost.json`` + ``report.json`` of the cache and write, per label, the
     physics error (worst ``|z|`` of the scalars, smallest Hotelling p of the curves, the
@@ -16,14 +21,17 @@ Two steps, so that the expensive one can run piecemeal across sessions and machi
     it, else the wall time, marked as such): a JSON file, an RST table for the Results page
     and a two-panel figure.
 
-CPU-hours are what the model files record: the wall time of one training thread (the sum of
-the run logs' step times, across ``--init`` continuations), on a 2-core machine shared with
-another run, so they overstate the cost of a quiet machine by up to ~1.5x, alike for both.
+CPU-hours are what the model files record: the CPU time of one training thread (the sum of
+the run logs' step times, across ``--init`` continuations; rows logged before the
+``cpu_seconds`` column count their wall time, on a 2-core machine shared with another run,
+which overstates the cost of a quiet machine by up to ~1.5x, alike for both).
 
 Usage::
 
     python benchmarks/physics_vs_cost.py evaluate --label ssd --cache /work/pvc \\
         lineardiff/app/weights/ising32-ssd.safetensors runs/ssd32/snap-9500.safetensors
+    python benchmarks/physics_vs_cost.py evaluate --label ddpm --cache /work/pvc --calibrate \\
+        --paused-hours 1.63 milestones/ising32-ddpm-13000.safetensors
     python benchmarks/physics_vs_cost.py report --cache /work/pvc \\
         --out docs/_static/results/physics_vs_cost
 """
@@ -33,12 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-LABEL_ORDER = ("ssd", "ddpm")
+LABEL_ORDER = ("ssd", "ddpm", "ssd + error", "ddpm + error")
 
 
 def _meta(path: Path) -> dict:
@@ -68,16 +77,48 @@ def _exported(path: Path, tmp: Path) -> tuple[Path, dict]:
     return out, meta
 
 
+def _has_error_table(path: Path) -> bool:
+    from lineardiff.app.pretrained import load_model
+
+    return load_model(path).signal_mse is not None
+
+
+def _calibrated(path: Path, tmp: Path) -> Path:
+    """``path`` when it records an error table, else a copy with one (``lineardiff calibrate``
+    at its defaults, one thread)."""
+    if _has_error_table(path):
+        return path
+    out = tmp / f"{path.stem}-calibrated.safetensors"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lineardiff.app.cli",
+        "calibrate",
+        "--model",
+        str(path),
+        "--to",
+        str(out),
+    ]
+    print(" ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out
+
+
 def evaluate(args) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for given in args.models:
             model, meta = _exported(Path(given), Path(tmp))
-            folder = cache / f"{args.label}-{meta['step']}-n{args.n}-s{args.steps}-seed{args.seed}"
+            suffix = "-err" if args.calibrate or _has_error_table(model) else ""
+            folder = cache / (
+                f"{args.label}-{meta['step']}-n{args.n}-s{args.steps}-seed{args.seed}{suffix}"
+            )
             if (folder / "report.json").exists() and (folder / "cost.json").exists():
                 print(f"kept {folder}")
                 continue
+            if args.calibrate:
+                model = _calibrated(model, Path(tmp))
             cmd = [
                 sys.executable,
                 "-m",
@@ -105,7 +146,8 @@ def evaluate(args) -> None:
                 "label": args.label,
                 "step": meta["step"],
                 "process": meta["process"],
-                "train_hours": meta["train_seconds"] / 3600,
+                "train_hours": meta["train_seconds"] / 3600 - args.paused_hours,
+                "paused_hours_subtracted": args.paused_hours,
                 "model": str(given),
             }
             (folder / "cost.json").write_text(json.dumps(cost, indent=1))
@@ -120,8 +162,10 @@ def _row(cost: dict, report: dict) -> dict:
     )
     worst_p, worst_curve = min((v["pvalue"], k) for k, v in comp["curves"].items())
     s = report["settings"]
+    variance = s.get("reverse_variance") or "posterior"
     return {
-        "label": cost["label"],
+        # a curve per model and reverse variance: the error term changed the physics a lot
+        "label": cost["label"] + (" + error" if "error" in variance else ""),
         "step": cost["step"],
         "train_hours": cost["train_hours"],
         "n": s["n"],
@@ -132,6 +176,7 @@ def _row(cost: dict, report: dict) -> dict:
         "worst_p": worst_p,
         "worst_curve": worst_curve,
         "passes": bool(comp["passes"]),
+        "reverse_variance": variance,
         # process CPU time of one thread where the report has it; older reports have only
         # the wall time, which a busy machine inflates (marked "wall" in the table)
         "sampling_cpu_s_per_config": report["seconds"].get(
@@ -266,6 +311,17 @@ def main(argv=None) -> None:
     ev.add_argument("--n", type=int, default=400, help="samples per evaluation (default 400)")
     ev.add_argument("--steps", type=int, default=200, help="sampling steps (default 200)")
     ev.add_argument("--seed", type=int, default=31, help="sampling seed (default 31)")
+    ev.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="record the denoiser error table first where a file has none",
+    )
+    ev.add_argument(
+        "--paused-hours",
+        type=float,
+        default=0.0,
+        help="hours of pauses the files' training time includes (default 0)",
+    )
     rp = sub.add_parser("report", help="table, JSON and figure from the cache")
     rp.add_argument("--cache", required=True)
     rp.add_argument("--out", default="docs/_static/results/physics_vs_cost")

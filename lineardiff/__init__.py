@@ -12,7 +12,7 @@ line and everything it writes). Every public name is importable from here.
 
 from ._calibration import BandCalibration, band_calibration
 from ._denoiser import as_denoiser
-from ._entry import EntryCalibration, fit_entry_calibration
+from ._entry import EntryCalibration, calibrated_view, fit_entry_calibration
 from ._generate import generate, super_resolve
 from ._guidance import BlockMeanVariance, block_mean_variance, block_sign_likelihood
 from ._members import DDPM, VE, BlurringDiffusion, ScaleSpaceDiffusion, custom
@@ -91,6 +91,7 @@ __all__ = [
     "block_sign_likelihood",
     "bd_blur_sigma",
     "bd_dissipation",
+    "calibrated_view",
     "capture_rng",
     "check_state_matches",
     "convex_decay_levels",

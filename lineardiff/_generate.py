@@ -197,9 +197,10 @@ def super_resolve(
         more sharply than the denoiser can resolve, which keeps the gradients of a block
         decided against its input finite.
     calibration : EntryCalibration, optional
-        SKILD: draw the entry state from the calibrated ``q(x_n0 | y)``
-        (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the lowest DCT
-        modes of the output (Ising majority blocks). Measured in docs/processes.rst.
+        Draw the entry state from the calibrated ``q(x_start | y)``
+        (:func:`~lineardiff.fit_entry_calibration`), for inputs that are not the process's
+        own low-resolution view (SKILD: the lowest DCT modes; SSD: the resized image), such
+        as Ising majority blocks. Measured in docs/processes.rst.
     tau : float, optional
         SKILD: the per-mode SNR that defines the entry state (:meth:`~lineardiff.SKILD.start_step`;
         default 0.1). Smaller enters later, at more noise: less of the input kept, less of

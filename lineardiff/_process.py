@@ -400,11 +400,15 @@ class LinearDiffusion(DiffusionProcess):
         _, base = self._chain(0, self._entry(size, f"{self.name}.low_res"))
         return x0 if base is None else base.apply(x0)
 
-    def super_resolution_entry(self, y: torch.Tensor, *, generator=None):
+    def super_resolution_entry(self, y: torch.Tensor, *, generator=None, calibration=None):
         """Enter at the first state of ``y``'s shape: ``x = a_start y + sigma_start eps``.
 
         ``y`` is the low-resolution view :meth:`low_res`; the entry state is drawn from
-        ``q(x_start | x_0)`` given that view.
+        ``q(x_start | x_0)`` given that view. With ``calibration``
+        (:func:`~lineardiff.fit_entry_calibration`; for measurements that are not the view
+        itself, such as Ising majority-block spins) the view is drawn from its per-mode
+        linear estimate given ``y`` first: ``x = a_start (G y + R^(1/2) xi) + sigma_start eps``
+        in the entry grid's orthonormal DCT.
         """
         where = f"{self.name}.super_resolution_entry"
         if not isinstance(y, torch.Tensor) or y.dim() < 2:
@@ -415,6 +419,10 @@ class LinearDiffusion(DiffusionProcess):
                 f"{where}: expected inputs of per-sample shape {_fmt(self._shapes[start])}, "
                 f"got {_fmt(y.shape[1:])}"
             )
+        if calibration is not None:
+            from ._entry import calibrated_view
+
+            y = calibrated_view(self, y, calibration, generator)
         noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
         return start, self.signal_scale(start) * y + self.sigma(start) * noise
 

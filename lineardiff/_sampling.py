@@ -338,9 +338,12 @@ def upscale(
         longer hides it lets the model finish the fine scales.
     generator : torch.Generator, optional
     calibration : EntryCalibration, optional
-        SKILD only: draw the entry state from the calibrated ``q(x_n0 | y)``
+        Draw the entry state from the calibrated ``q(x_start | y)``
         (:func:`~lineardiff.fit_entry_calibration`), for measurements that are not the
-        lowest DCT modes.
+        process's own low-resolution view (SKILD: the lowest DCT modes; SSD: the resized
+        image), such as Ising majority-block spins. On a pyramid (SSD) the view is drawn
+        once given ``y`` (:func:`~lineardiff.calibrated_view`) and stands for ``y``
+        everywhere: the entry, ``ilvr``'s target and the ``consistency`` projection.
     tau : float, optional
         SKILD only: the SNR threshold of the entry (:meth:`~lineardiff.SKILD.start_step`).
     **sample_kwargs
@@ -358,11 +361,6 @@ def upscale(
     check_generator("upscale", "generator", generator)
     entry = {}
     if calibration is not None:
-        if process.sr_sizes is not None:
-            raise ValueError(
-                "upscale: expected calibration=None for a process on a resolution pyramid "
-                f"(calibrated entries are for SKILD), got one for {type(process).__name__}"
-            )
         entry["calibration"] = calibration
     if tau is not None:
         if process.sr_sizes is not None:
@@ -371,6 +369,12 @@ def upscale(
                 f"at the input's level), got {tau!r} for {type(process).__name__}"
             )
         entry["tau"] = tau
+    if calibration is not None and process.sr_sizes:
+        # a pyramid (SSD): draw the view given y once, and use the draw wherever y stands for
+        # the view (the entry, ILVR's target, the consistency projection)
+        from ._entry import calibrated_view
+
+        y = calibrated_view(process, y, entry.pop("calibration"), generator)
     start, x = process.super_resolution_entry(y, generator=generator, **entry)
     if consistency:
         if not hasattr(process, "transition"):

@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model(p, default="ising32-ssd")
     _add_sampling(p, n=100, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
+    p.add_argument("--sr-steps", type=int_option(1), default=50, metavar="STEPS",
+                   help="respaced steps of the whole chain for super-resolution, which runs "
+                   "those below its entry state (default 50: 29 of them)")
     p.add_argument("--n-mc", type=int_option(2), default=2000,
                    help="Monte-Carlo reference size, >= 2 (default 2000)")
     p.add_argument("--out", default="demo-output", metavar="DIR", help="output folder")
@@ -344,7 +347,8 @@ def _run(args, argv) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        path = run_demo(args.out, model=args.model, n=args.n, steps=args.steps, seed=args.seed,
+        path = run_demo(args.out, model=args.model, n=args.n, steps=args.steps,
+                        sr_steps=args.sr_steps, seed=args.seed,
                         n_mc=args.n_mc, threads=args.threads, progress=not args.quiet,
                         plain_variance=args.plain_variance)
         print(f"report: {path}")
@@ -388,7 +392,7 @@ def _run(args, argv) -> int:
         y = load_inputs(args.input, args.n, model.process.shape_at(0)[0])
         scale = input_scale(args.input_scale, model, y)
         check_input_range(y, scale)
-        calibration = block_calibration_for(model, y, scale) if args.calibrated else None
+        calibration = block_calibration_for(model, y, scale, args.calibrated)
         guidance = args.guidance
         variance = block_variance_for(model, y, guidance, args.plain_likelihood)
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,

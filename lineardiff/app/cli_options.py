@@ -83,9 +83,16 @@ def add_conditioning(p) -> None:
         help="SKILD super-resolution: enter at the first state whose modes with SNR >= T "
         "reach the input's size (default 0.1; smaller enters later, at more noise)",
     )
-    p.add_argument(
-        "--calibrated", action="store_true",
-        help="SKILD super-resolution of Ising majority blocks: draw the entry state from the "
-        "calibrated q(x_n0 | y) (per-mode gains and residual variance fitted on Monte Carlo; "
-        "docs/processes.rst)",
+    entry = p.add_mutually_exclusive_group()
+    entry.add_argument(
+        "--calibrated", action="store_true", default=None,
+        help="super-resolution of Ising majority blocks: draw the entry state from the "
+        "calibrated q(x_start | y) (per-mode gains and residual variance fitted on 2,000 Monte "
+        "Carlo configurations; docs/processes.rst). Default for SSD models; this turns it on "
+        "for SKILD",
+    )
+    entry.add_argument(
+        "--plain-entry", dest="calibrated", action="store_false",
+        help="enter with the input scaled by one number instead (the default before the "
+        "calibrated entry, and SKILD's default)",
     )

@@ -166,12 +166,14 @@ def save_outputs(where: str, x, files: dict) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def block_calibration_for(model, y, scale: float):
-    """``--calibrated``: the SKILD entry calibration for majority-block inputs like ``y``."""
-    if model.config["data"]["name"] != "ising" or model.process.sr_sizes is not None \
-            or model.size % y.shape[-1]:
+def block_calibration_for(model, y, scale: float, calibrated: bool | None):
+    """The entry calibration for majority-block inputs like ``y``: with ``--calibrated``,
+    and by default (``calibrated=None``) for SSD models of Ising data; None otherwise."""
+    if calibrated is False or (calibrated is None and not default_calibrated(model, y)):
+        return None
+    if model.config["data"]["name"] != "ising" or model.size % y.shape[-1]:
         raise ValueError(
-            "upscale: --calibrated is for SKILD models of Ising data with majority-block inputs "
+            "upscale: --calibrated is for models of Ising data with majority-block inputs "
             f"(a size dividing {model.size}), got a {model.config['process']['name']} model of "
             f"{model.config['data']['name']} data and inputs of size {y.shape[-1]}"
         )
@@ -180,6 +182,13 @@ def block_calibration_for(model, y, scale: float):
 
     fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)
     return block_calibration(model.process, fine, model.size // y.shape[-1], scale)
+
+
+def default_calibrated(model, y) -> bool:
+    """Whether the calibrated entry is the default: SSD (a pyramid) models of Ising data with
+    majority-block inputs (measured better at n = 400, docs/processes.rst)."""
+    return (model.config["data"]["name"] == "ising" and bool(model.process.sr_sizes)
+            and model.size % y.shape[-1] == 0)
 
 
 def block_variance_for(model, y, guidance: float, plain: bool):

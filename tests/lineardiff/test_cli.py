@@ -216,10 +216,15 @@ def test_evaluate_and_demo_write_reports(run, tmp_path):
                      str(tmp_path / "g"), "--quiet"]) == 0
         report = json.loads((tmp_path / "g" / "report.json").read_text())
         assert report["settings"]["likelihood"] == likelihood
-    assert main(["demo", "--model", model, "--n", "4", "--steps", "3", "--n-mc", "50", "--out",
-                 str(tmp_path / "d"), "--quiet"]) == 0
+    assert main(["demo", "--model", model, "--n", "4", "--steps", "3", "--sr-steps", "4",
+                 "--n-mc", "50", "--out", str(tmp_path / "d"), "--quiet"]) == 0
     md = (tmp_path / "d" / "report.md").read_text()
     assert "## Generation at L = 8" in md and "## Super-resolution 4 -> 8" in md
+    assert "3 respaced steps (4 for super-resolution)" in md
+    assert "calibrated per-mode estimate" in md  # SSD's default entry for block spins
+    saved = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert saved["generation"]["settings"]["steps"] == 3
+    assert saved["super_resolution"]["settings"]["steps"] == 4
     for name in ["generation_samples.png", "generation_G.png", "generation_G4c.png",
                  "generation_energy.png", "generation_abs_m.png", "sr2x_panels.png",
                  "report.json"]:
@@ -353,7 +358,7 @@ def test_skild_upscales_by_a_non_integer_factor(tmp_path):
     assert np.load(tmp_path / "u" / "upscaled.npy").shape == (2, 1, 8, 8)  # 6 -> 8: x 4/3
 
 
-def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(tmp_path):
+def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(tmp_path, capsys):
     run = _tiny(tmp_path, **{'"ssd"': '"skild"', "n_levels = 2": "", '"flexi_unet"': '"unet"'})
     common = ["--model", str(run), "--task", "upscale", "--n", "3", "--steps", "3", "--n-mc",
               "40", "--quiet"]
@@ -374,6 +379,11 @@ def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(t
                  "--steps", "3", "--calibrated", "--tau", "0.05", "--out", str(tmp_path / "uc"),
                  "--quiet"]) == 0
     assert np.load(tmp_path / "uc" / "upscaled.npy").shape == (2, 1, 8, 8)
+    assert main(["evaluate", *common, "--factor", "1.6", "--calibrated",
+                 "--out", str(tmp_path / "e5c")]) == 2
+    assert "expected calibrated=False unless the inputs are majority blocks" in (
+        capsys.readouterr().err
+    )
     assert main(["evaluate", *common, "--factor", "1.6", "--out", str(tmp_path / "e5")]) == 0
     report = json.loads((tmp_path / "e5" / "report.json").read_text())
     assert report["task"] == "super-resolution 5 -> 8" and report["settings"]["factor"] == 1.6
@@ -435,10 +445,31 @@ def test_skild_only_options_are_refused_for_ssd(run, tmp_path, capsys):
     assert "super_resolve: expected tau=None for a model on a resolution pyramid" in (
         capsys.readouterr().err
     )
-    assert main(["evaluate", *common, "--calibrated"]) == 2
-    assert "expected calibrated=False unless a SKILD model takes majority blocks" in (
-        capsys.readouterr().err
-    )
+
+
+def test_ssd_super_resolution_enters_calibrated_by_default(run, tmp_path, capsys):
+    # the calibrated entry (per-mode gains fitted on Monte Carlo) is SSD's default for
+    # majority blocks; --plain-entry turns it off and both are recorded; the two flags exclude
+    # each other
+    root, _ = run
+    common = ["--model", str(root / "run"), "--task", "upscale", "--n", "2", "--steps", "3",
+              "--n-mc", "20", "--quiet"]
+    for flags, expected in (([], True), (["--plain-entry"], False), (["--calibrated"], True)):
+        out = tmp_path / f"e{len(flags)}{expected}"
+        assert main(["evaluate", *common, *flags, "--out", str(out)]) == 0
+        assert json.loads((out / "report.json").read_text())["settings"]["calibrated"] is expected
+    assert main(["evaluate", *common, "--calibrated", "--plain-entry", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    np.save(tmp_path / "blocks.npy", np.sign(np.random.default_rng(2).normal(size=(2, 4, 4))))
+    outs = {}
+    for flags in ([], ["--plain-entry"]):
+        out = tmp_path / f"u{len(flags)}"
+        assert main(["upscale", "--model", str(root / "run"), "--input",
+                     str(tmp_path / "blocks.npy"), "--steps", "3", "--out", str(out),
+                     "--quiet", *flags]) == 0
+        outs[len(flags)] = np.load(out / "upscaled.npy")
+    assert outs[0].shape == (2, 1, 8, 8) and not np.array_equal(outs[0], outs[1])
 
 
 def test_zero_shot_is_refused_for_flexi_unet_models(run, capsys):

@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import physics_vs_cost as pvc  # noqa: E402
 
 
-def _write(cache: Path, label, step, hours, zs, ps, passes, sampling=40.0, n=400):
-    folder = cache / f"{label}-{step}-n{n}-s200-seed31"
+def _write(cache: Path, label, step, hours, zs, ps, passes, sampling=40.0, n=400, variance=None):
+    folder = cache / f"{label}-{step}-n{n}-s200-seed31{'-err' if variance else ''}"
     folder.mkdir(parents=True)
     report = {
-        "settings": {"n": n, "steps": 200, "seed": 31},
+        "settings": {"n": n, "steps": 200, "seed": 31, "reverse_variance": variance},
         "seconds": {"sampling": sampling, "total": sampling + 5},
         "comparison": {
             "scalars": {k: {"z": z} for k, z in zs.items()},
@@ -64,3 +64,23 @@ def test_report_rows_first_pass_table_and_figure(tmp_path):
 def test_report_of_an_empty_cache_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no cost.json"):
         pvc.main(["report", "--cache", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def test_the_error_term_makes_its_own_curve(tmp_path):
+    # the same checkpoint sampled with and without the denoiser's error term: two curves, and
+    # the first pass counted within each
+    cache = tmp_path / "cache"
+    _write(cache, "ssd", 25000, 8.0, {"abs_m": 3.6}, {"G": 1e-5}, False)
+    spectrum = "posterior + denoiser error spectrum (204 states, n = 256)"
+    _write(cache, "ssd", 25000, 8.0, {"C": -1.9}, {"G4c": 0.26}, True, variance=spectrum)
+    _write(cache, "ssd", 19000, 6.5, {"e": 2.0}, {"S": 0.01}, True, variance=spectrum)
+    rows = pvc.collect(cache)
+    assert [(r["label"], r["step"]) for r in rows] == [
+        ("ssd", 25000),
+        ("ssd + error", 19000),
+        ("ssd + error", 25000),
+    ]
+    assert rows[1]["reverse_variance"] == spectrum and rows[0]["reverse_variance"] == "posterior"
+    s = pvc.summary(rows)
+    assert s["ssd"]["first_pass_hours"] is None
+    assert s["ssd + error"]["first_pass_step"] == 19000
