@@ -258,11 +258,19 @@ def _figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (az, ap) = plt.subplots(1, 2, figsize=(10, 4))
+    colours = {}
     for label in dict.fromkeys(r["label"] for r in rows):
         mine = [r for r in rows if r["label"] == label]
         h = [r["train_hours"] for r in mine]
-        az.plot(h, [r["worst_abs_z"] for r in mine], "o-", label=label)
-        ap.semilogy(h, [max(r["worst_p"], 1e-300) for r in mine], "o-", label=label)
+        # one colour per model, solid with the denoiser's error term, dashed without
+        base = label.removesuffix(" + error")
+        style = {
+            "color": colours.setdefault(base, f"C{len(colours)}"),
+            "ls": "-" if label.endswith(" + error") else "--",
+            "marker": "o",
+        }
+        az.plot(h, [r["worst_abs_z"] for r in mine], label=label, **style)
+        ap.semilogy(h, [max(r["worst_p"], 1e-300) for r in mine], label=label, **style)
         for r in mine:
             if r["passes"]:
                 az.plot(r["train_hours"], r["worst_abs_z"], "k*", ms=12)

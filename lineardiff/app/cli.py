@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="With the shipped SSD model: generate critical Ising configurations at "
         "L = 32, super-resolve majority-rule 16x16 block spins of held-out Monte Carlo to "
         "32x32, score both against fresh Monte Carlo, and write report.md, report.json and "
-        "figures into --out.",
+        "figures into --out. --steps sets generation's steps, --sr-steps super-resolution's.",
     )
     _add_model(p, default="ising32-ssd")
     _add_sampling(p, n=100, steps=30, what="samples and SR inputs each, >= 2", n_min=2)
