@@ -21,6 +21,7 @@ from ._checks import (
     check_shape,
     check_timesteps,
 )
+from ._entry import calibrated_view
 
 __all__ = ["DiffusionProcess", "LinearDiffusion", "Posterior"]
 
@@ -403,13 +404,8 @@ class LinearDiffusion(DiffusionProcess):
     def super_resolution_entry(self, y: torch.Tensor, *, generator=None, calibration=None):
         """Enter at the first state of ``y``'s shape: ``x = a_start y + sigma_start eps``.
 
-        ``y`` is the low-resolution view :meth:`low_res`; the entry state is drawn from
-        ``q(x_start | x_0)`` given that view. With ``calibration``
-        (:func:`~lineardiff.fit_entry_calibration`; for measurements that are not the view
-        itself, such as Ising majority-block spins) the view is drawn from its per-mode
-        linear estimate given ``y`` first: ``x = a_start (G y + R^(1/2) xi) + sigma_start eps``
-        in the entry grid's orthonormal DCT.
-        """
+        ``y`` is the view :meth:`low_res`; with ``calibration`` (other measurements, e.g.
+        block spins) it is first drawn given ``y`` (:func:`~lineardiff.calibrated_view`)."""
         where = f"{self.name}.super_resolution_entry"
         if not isinstance(y, torch.Tensor) or y.dim() < 2:
             raise ValueError(f"{where}: expected y as a tensor (N, *shape), got {y!r:.60}")
@@ -420,8 +416,6 @@ class LinearDiffusion(DiffusionProcess):
                 f"got {_fmt(y.shape[1:])}"
             )
         if calibration is not None:
-            from ._entry import calibrated_view
-
             y = calibrated_view(self, y, calibration, generator)
         noise = torch.randn(y.shape, dtype=y.dtype, device=y.device, generator=generator)
         return start, self.signal_scale(start) * y + self.sigma(start) * noise
