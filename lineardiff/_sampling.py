@@ -20,6 +20,7 @@ from ._checks import (
     check_real_tensor,
     check_timesteps,
 )
+from ._entry import calibrated_view
 from ._guidance import guidable, guided_signal
 from ._process import DiffusionProcess
 
@@ -360,7 +361,11 @@ def upscale(
     ilvr = check_bool("upscale", "ilvr", ilvr)
     check_generator("upscale", "generator", generator)
     entry = {}
-    if calibration is not None:
+    if calibration is not None and process.sr_sizes:
+        # a pyramid (SSD): draw the view given y once, and use the draw wherever y stands for
+        # the view (the entry, ILVR's target, the consistency projection)
+        y = calibrated_view(process, y, calibration, generator)
+    elif calibration is not None:
         entry["calibration"] = calibration
     if tau is not None:
         if process.sr_sizes is not None:
@@ -369,12 +374,6 @@ def upscale(
                 f"at the input's level), got {tau!r} for {type(process).__name__}"
             )
         entry["tau"] = tau
-    if calibration is not None and process.sr_sizes:
-        # a pyramid (SSD): draw the view given y once, and use the draw wherever y stands for
-        # the view (the entry, ILVR's target, the consistency projection)
-        from ._entry import calibrated_view
-
-        y = calibrated_view(process, y, entry.pop("calibration"), generator)
     start, x = process.super_resolution_entry(y, generator=generator, **entry)
     if consistency:
         if not hasattr(process, "transition"):

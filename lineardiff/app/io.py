@@ -169,26 +169,22 @@ def save_outputs(where: str, x, files: dict) -> None:
 def block_calibration_for(model, y, scale: float, calibrated: bool | None):
     """The entry calibration for majority-block inputs like ``y``: with ``--calibrated``,
     and by default (``calibrated=None``) for SSD models of Ising data; None otherwise."""
-    if calibrated is False or (calibrated is None and not default_calibrated(model, y)):
+    from ..data import wolff_configurations
+    from .ising_eval import MC_HELDOUT_SEED, block_calibration, calibrated_by_default
+
+    ising_blocks = model.config["data"]["name"] == "ising" and model.size % y.shape[-1] == 0
+    if calibrated is None:
+        calibrated = calibrated_by_default(model.process, ising_blocks)
+    if not calibrated:
         return None
-    if model.config["data"]["name"] != "ising" or model.size % y.shape[-1]:
+    if not ising_blocks:
         raise ValueError(
             "upscale: --calibrated is for models of Ising data with majority-block inputs "
             f"(a size dividing {model.size}), got a {model.config['process']['name']} model of "
             f"{model.config['data']['name']} data and inputs of size {y.shape[-1]}"
         )
-    from ..data import wolff_configurations
-    from .ising_eval import MC_HELDOUT_SEED, block_calibration
-
     fine = wolff_configurations(model.size, 2000, seed=MC_HELDOUT_SEED + 1)
     return block_calibration(model.process, fine, model.size // y.shape[-1], scale)
-
-
-def default_calibrated(model, y) -> bool:
-    """Whether the calibrated entry is the default: SSD (a pyramid) models of Ising data with
-    majority-block inputs (measured better at n = 400, docs/processes.rst)."""
-    return (model.config["data"]["name"] == "ising" and bool(model.process.sr_sizes)
-            and model.size % y.shape[-1] == 0)
 
 
 def block_variance_for(model, y, guidance: float, plain: bool):

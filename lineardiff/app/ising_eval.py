@@ -149,6 +149,13 @@ def sr_input_scale(process, fine: np.ndarray, b: int) -> float:
     return float(np.mean(view * blocks))
 
 
+def calibrated_by_default(process, blocks: bool) -> bool:
+    """Whether super-resolution enters through :func:`block_calibration` by default: for a
+    process on a resolution pyramid (SSD) given majority blocks (measured better at n = 400,
+    docs/processes.rst); SKILD keeps its plain entry."""
+    return blocks and bool(process.sr_sizes)
+
+
 def block_calibration(process, fine: np.ndarray, b: int, scale: float):
     """:class:`~lineardiff.EntryCalibration` of an SSD or SKILD process for ``b x b``
     majority-block inputs scaled by ``scale``, fitted on the configurations ``fine`` (N, L, L)."""
@@ -245,8 +252,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
     t0 = time.perf_counter()
     truth = wolff_configurations(L, n, seed=MC_HELDOUT_SEED)
     calibration = block_variance = None
-    if calibrated is None:  # default: on for SSD (measured better), off for SKILD
-        calibrated = blocks and bool(model.process.sr_sizes)
+    if calibrated is None:
+        calibrated = calibrated_by_default(model.process, blocks)
     if calibrated and not blocks:
         raise ValueError("evaluate_upscaling: expected calibrated=False unless the inputs are "
                          f"majority blocks (a factor dividing {L}), got factor {factor}")
