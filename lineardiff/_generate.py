@@ -202,9 +202,10 @@ def super_resolve(
         own low-resolution view (SKILD: the lowest DCT modes; SSD: the resized image), such
         as Ising majority blocks. Measured in docs/processes.rst.
     tau : float, optional
-        SKILD: the per-mode SNR that defines the entry state (:meth:`~lineardiff.SKILD.start_step`;
-        default 0.1). Smaller enters later, at more noise: less of the input kept, less of
-        its error imposed.
+        SKILD: the per-mode SNR that defines the entry state (:meth:`~lineardiff.SKILD.start_step`).
+        Smaller enters later, at more noise: less of the input kept, less of its error
+        imposed. Default: the one the model file recommends
+        (:attr:`~lineardiff.pretrained.TrainedModel.sr_tau`), else 0.1.
     signal_mse : "auto", SignalMSE, callable or None, default "auto"
         As for :func:`generate`.
 
@@ -234,6 +235,8 @@ def super_resolve(
     batch_size = check_int(where, "batch_size", batch_size, 1)
     guidance = check_real(where, "guidance", guidance, low=0, open_low=False)
     entry = {}
+    if tau is None and process.sr_sizes is None:
+        tau = getattr(model, "sr_tau", None)
     if tau is not None:
         if process.sr_sizes is not None:
             raise ValueError(f"{where}: expected tau=None for a model on a resolution pyramid "

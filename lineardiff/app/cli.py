@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN", help="a run folder or checkpoint file")
     p.add_argument("--to", required=True, metavar="FILE", help="the model file to write")
+    p.add_argument("--sr-tau", type=real_option(0), default=None, metavar="T",
+                   help="SKILD models: record the super-resolution entry threshold that "
+                   "upscale and evaluate use when given no --tau (default: keep the one "
+                   "RUN records, if any)")
     _add_debug(p)
     return parser
 
@@ -332,7 +336,7 @@ def _run(args, argv) -> int:
     if args.command == "export":
         from .pretrained import export_model
 
-        print(f"model file: {export_model(args.run, args.to)}")
+        print(f"model file: {export_model(args.run, args.to, sr_tau=args.sr_tau)}")
         return 0
     if args.command == "results":
         from .results import run_results

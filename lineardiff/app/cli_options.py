@@ -81,7 +81,8 @@ def add_conditioning(p) -> None:
     p.add_argument(
         "--tau", type=real_option(0), default=None, metavar="T",
         help="SKILD super-resolution: enter at the first state whose modes with SNR >= T "
-        "reach the input's size (default 0.1; smaller enters later, at more noise)",
+        "reach the input's size (default: the model file's recommendation, see export "
+        "--sr-tau, else 0.1; smaller enters later, at more noise)",
     )
     entry = p.add_mutually_exclusive_group()
     entry.add_argument(

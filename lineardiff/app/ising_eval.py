@@ -271,6 +271,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         x0 = torch.from_numpy(truth.astype(np.float64)).unsqueeze(1)
         y = model.process.low_res(x0, h).to(torch.float32)
         coarse = y.numpy()[:, 0]
+    if tau is None and model.process.sr_sizes is None:
+        tau = model.sr_tau  # what super_resolve falls back to: recorded in the report
     t1, c1 = time.perf_counter(), time.process_time()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
                       ilvr_nsr=ilvr_nsr, guidance=guidance, tau=tau, calibration=calibration,

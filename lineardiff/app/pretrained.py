@@ -85,6 +85,19 @@ class TrainedModel:
             return None
         return SignalMSE.from_dict(self.process, record)
 
+    @property
+    def sr_tau(self) -> float | None:
+        """SKILD super-resolution: the entry threshold ``tau`` the model file recommends
+        (``lineardiff export --sr-tau``), or None (then :meth:`~lineardiff.SKILD.start_step`'s
+        default, 0.1). :func:`~lineardiff.super_resolve` uses it when given no ``tau``.
+        """
+        tau = self.meta.get("sr_tau")
+        if tau is None:
+            return None
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
+            raise ValueError(f"TrainedModel.sr_tau: expected a recorded sr_tau > 0, got {tau!r}")
+        return float(tau)
+
     def without_signal_mse(self) -> TrainedModel:
         """The same model without its recorded denoiser error (the samplers then walk the
         exact posterior's variance only)."""
@@ -190,7 +203,8 @@ def load_model(source, *, device="cpu", use_ema: bool = True) -> TrainedModel:
     return TrainedModel(net, process, cfg, pred, ck.step, meta, path)
 
 
-def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
+def export_model(checkpoint, out, *, extra: dict | None = None,
+                 sr_tau: float | None = None) -> Path:
     """Write a small model file with the EMA weights only (no optimiser or RNG state).
 
     Parameters
@@ -204,6 +218,9 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
         (``train_seconds``: the run's ``log.csv`` plus that of the model it was initialised
         from; CPU time where the log records it, see ``lineardiff.app.runs.train_seconds``)
         is recorded automatically.
+    sr_tau : float, optional
+        SKILD models: record the super-resolution entry threshold the samplers use by
+        default (:attr:`TrainedModel.sr_tau`). Kept from ``checkpoint`` when not given.
 
     Returns
     -------
@@ -216,6 +233,14 @@ def export_model(checkpoint, out, *, extra: dict | None = None) -> Path:
     ck = load_checkpoint(path)
     weights = ck.ema if ck.ema else ck.model
     meta = dict(recorded_meta(path, ck))
+    if sr_tau is not None:
+        if isinstance(sr_tau, bool) or not isinstance(sr_tau, (int, float)) or not sr_tau > 0:
+            raise ValueError(f"export_model: expected sr_tau > 0, got {sr_tau!r}")
+        process = (meta.get("config") or {}).get("process", {}).get("name")
+        if process != "skild":
+            raise ValueError(f"export_model: expected sr_tau only for a SKILD model, got a "
+                             f"{process!r} model")
+        extra = {**(extra or {}), "sr_tau": float(sr_tau)}
     meta.update(extra or {})
     seconds = None if "train_seconds" in (extra or {}) else run_train_seconds(path, ck, meta)
     if seconds is not None:

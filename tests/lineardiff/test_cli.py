@@ -396,6 +396,42 @@ def test_skild_super_resolution_evaluations_by_integer_and_non_integer_factors(t
                                          "super-resolution 2 -> 8", "super-resolution 5 -> 8"]
 
 
+def test_a_skild_model_file_recommends_its_entry_threshold(run, tmp_path, capsys):
+    # export --sr-tau records tau in the model file; super_resolve, upscale and evaluate use
+    # it when given none (the same draws as the explicit value), calibrate keeps it
+    from lineardiff import super_resolve
+
+    skild = _tiny(tmp_path, **{'"ssd"': '"skild"', "n_levels = 2": "", '"flexi_unet"': '"unet"'})
+    plain = tmp_path / "plain.safetensors"
+    assert main(["export", str(skild), "--to", str(plain)]) == 0
+    assert load_model(plain).sr_tau is None
+    file = tmp_path / "tau.safetensors"
+    assert main(["export", str(skild), "--to", str(file), "--sr-tau", "0.02"]) == 0
+    m = load_model(file)
+    assert m.sr_tau == 0.02
+    y = torch.sign(torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))) * 0.7
+    kw = dict(steps=4, seed=1, progress=False)
+    recommended = super_resolve(m, y, **kw)
+    assert torch.equal(recommended, super_resolve(m, y, tau=0.02, **kw))
+    assert m.process.start_step(4, tau=0.02) != m.process.start_step(4, tau=0.1)
+    assert not torch.equal(recommended, super_resolve(m, y, tau=0.1, **kw))
+    assert main(["evaluate", "--model", str(file), "--task", "upscale", "--n", "2", "--steps",
+                 "3", "--n-mc", "30", "--quiet", "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "report.json").read_text())["settings"]["tau"] == 0.02
+    again = tmp_path / "calibrated.safetensors"
+    assert main(["calibrate", "--model", str(file), "--to", str(again), "--n", "4",
+                 "--states", "3", "--quiet"]) == 0
+    assert load_model(again).sr_tau == 0.02
+    capsys.readouterr()
+    # only SKILD has the threshold; it must be positive
+    assert main(["export", str(run[0] / "run"), "--to", str(tmp_path / "x.safetensors"), "--sr-tau",
+                 "0.02"]) == 2
+    assert "export_model: expected sr_tau only for a SKILD model, got a 'ssd' model" in (
+        capsys.readouterr().err)
+    with pytest.raises(ValueError, match="export_model: expected sr_tau > 0, got 0"):
+        lineardiff.pretrained.export_model(skild, tmp_path / "y.safetensors", sr_tau=0)
+
+
 @pytest.mark.parametrize("factor, message", [
     ("3", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 3"),
     ("1", r"expected a factor > 1 with L / factor an integer \(L = 8\), got 1"),
