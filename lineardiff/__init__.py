@@ -47,6 +47,7 @@ from ._skild_schedules import (
     skild_wavenumber2,
 )
 from ._spectrum import PowerSpectrumFit, dct_mode_variance, fit_power_spectrum, power_law_spectrum
+from ._twisted import TwistedSampleResult, twisted_sample
 from .training import (
     Checkpoint,
     CheckpointError,
@@ -63,6 +64,8 @@ from .training import (
 )
 
 __all__ = [
+    "BandCalibration",
+    "BlockMeanVariance",
     "BlurringDiffusion",
     "Checkpoint",
     "CheckpointError",
@@ -71,26 +74,25 @@ __all__ = [
     "DiffusionProcess",
     "DistributedInfo",
     "EntryCalibration",
-    "VE",
     "LinearDiffusion",
     "Posterior",
     "PowerSpectrumFit",
-    "BandCalibration",
-    "BlockMeanVariance",
     "SKILD",
+    "ScaleSpaceDiffusion",
     "SignalMSE",
     "TrainConfig",
     "TrainResult",
-    "ScaleSpaceDiffusion",
+    "TwistedSampleResult",
+    "VE",
     "alphas_cumprod",
     "ancestral_sample",
     "as_denoiser",
-    "bd_alpha_sigma",
     "band_calibration",
-    "block_mean_variance",
-    "block_sign_likelihood",
+    "bd_alpha_sigma",
     "bd_blur_sigma",
     "bd_dissipation",
+    "block_mean_variance",
+    "block_sign_likelihood",
     "calibrated_view",
     "capture_rng",
     "check_state_matches",
@@ -101,8 +103,8 @@ __all__ = [
     "default_prediction",
     "denoising_loss",
     "equal_levels",
-    "fit_power_spectrum",
     "fit_entry_calibration",
+    "fit_power_spectrum",
     "generate",
     "init_distributed",
     "linear_betas",
@@ -125,6 +127,7 @@ __all__ = [
     "train",
     "training_target",
     "truncated_cosine_logsnr",
+    "twisted_sample",
     "upscale",
 ]
 

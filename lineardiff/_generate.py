@@ -144,6 +144,7 @@ def super_resolve(
     ilvr: bool = False,
     ilvr_nsr: float = 1.5,
     guidance: float = 0.0,
+    particles: int = 1,
     block_variance=None,
     calibration=None,
     tau: float | None = None,
@@ -186,6 +187,11 @@ def super_resolve(
         (``ancestral_sample``'s ``guidance_scale``; 1 is the plain approximation). One
         backward pass of the network per step (about 3x the sampling time). Measured in
         docs/processes.rst.
+    particles : int, default 1
+        With ``guidance``: walk this many weighted particles per input and return one by
+        its weight (twisted sequential Monte Carlo, :func:`~lineardiff.twisted_sample`),
+        which removes guidance's approximation as the count grows; ``particles`` times the
+        guided sampling time.
     block_variance : BlockMeanVariance, optional
         With ``guidance``: the posterior variance of a block mean given the state
         (:func:`~lineardiff.block_mean_variance`, measured on held-out data); the likelihood
@@ -248,6 +254,10 @@ def super_resolve(
     if block_variance is not None and guidance == 0:
         raise ValueError(f"{where}: expected block_variance only with guidance > 0, got "
                          "guidance = 0")
+    particles = check_int(where, "particles", particles, 1)
+    if particles > 1 and guidance == 0:
+        raise ValueError(f"{where}: expected particles > 1 only with guidance > 0, got "
+                         f"particles={particles} and guidance 0")
     if guidance > 0 and process.sr_sizes is None:
         raise ValueError(f"{where}: expected guidance = 0 for a model that super-resolves "
                          f"from any size (SKILD), got {guidance}")
@@ -261,9 +271,11 @@ def super_resolve(
             chunk = y[i : i + batch_size].to(torch.float32)
             guide = {}
             if guidance > 0:
-                like = block_sign_likelihood(chunk) if block_variance is None else \
-                    block_sign_likelihood(chunk, beta=beta, variance=block_variance, spins=True)
-                guide = {"log_likelihood": like, "guidance_scale": guidance}
+                seen = chunk.repeat_interleave(particles, 0)
+                like = block_sign_likelihood(seen) if block_variance is None else \
+                    block_sign_likelihood(seen, beta=beta, variance=block_variance, spins=True)
+                guide = {"log_likelihood": like, "guidance_scale": guidance,
+                         "particles": particles}
             out.append(upscale(model.denoiser, process, chunk, num_steps=num,
                                consistency=consistency, ilvr=ilvr, ilvr_nsr=ilvr_nsr,
                                generator=gen, clip=clip, prediction=model.prediction,

@@ -297,6 +297,14 @@ def guidable(process, t: int, s: int) -> float | None:
 def guided_signal(predict: Callable, x: torch.Tensor, log_likelihood: Callable,
                   factor: float, where: str, t: int) -> torch.Tensor:
     """``z(x) + factor * grad_x log_likelihood(z(x))`` (one backward pass of the network)."""
+    z, _, grad = likelihood_gradient(predict, x, log_likelihood, where, t)
+    return z if grad is None else z + factor * grad
+
+
+def likelihood_gradient(predict: Callable, x: torch.Tensor, log_likelihood: Callable,
+                        where: str, t: int):
+    """``(z(x), log_likelihood(z(x)), grad_x log_likelihood(z(x)))``, all detached; the
+    gradient is None when the prediction does not depend on ``x``."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         z = predict(xg)
@@ -307,11 +315,11 @@ def guided_signal(predict: Callable, x: torch.Tensor, log_likelihood: Callable,
             raise ValueError(f"{where}: expected log_likelihood to return shape "
                              f"({x.shape[0]},) (one value per sample), got {got}")
         if not z.requires_grad:  # a prediction that does not depend on x_t: no correction
-            return z
+            return z, ll.detach(), None
         if not ll.requires_grad:
             raise ValueError(f"{where}: expected log_likelihood to depend differentiably on "
                              "the signal, got a value without a gradient")
         (grad,) = torch.autograd.grad(ll.sum(), xg)
     if not bool(torch.isfinite(grad).all()):
         raise ValueError(f"{where}: the log-likelihood's gradient at t={t} is not finite")
-    return z.detach() + factor * grad
+    return z.detach(), ll.detach(), grad

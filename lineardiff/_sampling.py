@@ -184,6 +184,31 @@ def ancestral_sample(
     check_float_dtype(where, "dtype", dtype)
     if device is not None:
         check_device(where, "device", device)
+    steps, x = _start(where, process, n, timesteps, x_T, generator, dtype, device)
+    pairs = list(zip(steps, steps[1:] + [0], strict=True))
+    for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
+        predict = _predictor(model, process, prediction, t, s, where)
+        factor = None if log_likelihood is None else guidable(process, t, s)
+        if factor is None:
+            signal = predict(x)
+        else:
+            signal = guided_signal(predict, x, log_likelihood, guidance_scale * factor,
+                                   where, t)
+        if clip is not None:
+            signal = signal.clamp(-clip, clip)
+        post = process.posterior_from_signal(x, signal, t, s)
+        x_t, x = x, post.mean if s == 0 else post.sample(generator)
+        if signal_mse is not None and s > 0:
+            x = x + _signal_error(process, signal_mse, signal, x_t, t, s, generator, where)
+        if guide is not None:
+            x = guide(s, x)
+        if callback is not None:
+            callback(t, s, x, signal)
+    return x
+
+
+def _start(where, process, n, timesteps, x_T, generator, dtype, device):
+    """The validated states to visit and the start state (``x_T`` or a prior draw)."""
     if timesteps is None:
         steps = list(range(process.T, 0, -1))
     else:
@@ -216,35 +241,23 @@ def ancestral_sample(
             raise ValueError(f"{where}: expected x_T of shape {expected} (n samples at state "
                              f"{steps[0]}), got {got}")
         x = check_real_tensor(where, "x_T", x_T)
-    pairs = list(zip(steps, steps[1:] + [0], strict=True))
-    for t, s in tqdm(pairs, disable=not progress, desc="sampling", leave=False):
+    return steps, x
+
+
+def _predictor(model, process, prediction, t, s, where):
+    """``predict(x_t)``: the network's signal for state ``s`` (from a noise prediction too)."""
+
+    def predict(x):
+        n = x.shape[0]
         t_batch = torch.full((n,), t, dtype=torch.long, device=x.device)
+        if prediction == "signal":
+            return _check_output(model(x, t_batch, process.shape_at(s)),
+                                 (n, *process.shape_at(s)), where, t, x.dtype)
+        eps = _check_output(model(x, t_batch, process.shape_at(t)),
+                            (n, *process.shape_at(t)), where, t, x.dtype)
+        return process.signal_from_noise(x, eps, t, s)
 
-        def predict(x, t=t, s=s, t_batch=t_batch):
-            if prediction == "signal":
-                return _check_output(model(x, t_batch, process.shape_at(s)),
-                                     (n, *process.shape_at(s)), where, t, x.dtype)
-            eps = _check_output(model(x, t_batch, process.shape_at(t)),
-                                (n, *process.shape_at(t)), where, t, x.dtype)
-            return process.signal_from_noise(x, eps, t, s)
-
-        factor = None if log_likelihood is None else guidable(process, t, s)
-        if factor is None:
-            signal = predict(x)
-        else:
-            signal = guided_signal(predict, x, log_likelihood, guidance_scale * factor,
-                                   where, t)
-        if clip is not None:
-            signal = signal.clamp(-clip, clip)
-        post = process.posterior_from_signal(x, signal, t, s)
-        x_t, x = x, post.mean if s == 0 else post.sample(generator)
-        if signal_mse is not None and s > 0:
-            x = x + _signal_error(process, signal_mse, signal, x_t, t, s, generator, where)
-        if guide is not None:
-            x = guide(s, x)
-        if callback is not None:
-            callback(t, s, x, signal)
-    return x
+    return predict
 
 
 def _signal_error(process, signal_mse, signal, x_t, t, s, generator, where):
@@ -299,6 +312,7 @@ def upscale(
     generator: torch.Generator | None = None,
     calibration=None,
     tau: float | None = None,
+    particles: int = 1,
     **sample_kwargs,
 ) -> torch.Tensor:
     """Super-resolution with one unconditional model: enter the chain at ``y``'s resolution.
@@ -347,6 +361,9 @@ def upscale(
         everywhere: the entry, ``ilvr``'s target and the ``consistency`` projection.
     tau : float, optional
         SKILD only: the SNR threshold of the entry (:meth:`~lineardiff.SKILD.start_step`).
+    particles : int, default 1
+        With ``log_likelihood`` on ``N * particles`` rows: twisted SMC
+        (:func:`~lineardiff.twisted_sample`) from independent entries; 1: plain guidance.
     **sample_kwargs
         ``clip``, ``callback``, ``progress``, ``signal_mse`` of :func:`ancestral_sample`.
 
@@ -360,6 +377,13 @@ def upscale(
     consistency = check_bool("upscale", "consistency", consistency)
     ilvr = check_bool("upscale", "ilvr", ilvr)
     check_generator("upscale", "generator", generator)
+    particles = check_int("upscale", "particles", particles, 1)
+    if particles > 1:
+        if sample_kwargs.get("log_likelihood") is None or ilvr or "callback" in sample_kwargs:
+            raise ValueError("upscale: expected particles > 1 only with a log_likelihood and "
+                             "without ilvr or a callback")
+        y = y.repeat_interleave(particles, 0)
+        sample_kwargs["particles"] = particles
     entry = {}
     if calibration is not None and process.sr_sizes:
         # a pyramid (SSD): draw the view given y once, and use the draw wherever y stands for
@@ -435,6 +459,13 @@ def _walk_from(model, process, y, start, x, num_steps, generator, sample_kwargs)
     if num_steps is not None:
         check_int("upscale", "num_steps", num_steps, 1, process.T)
     sample_kwargs.setdefault("prediction", process.default_prediction)
+    k = sample_kwargs.pop("particles", 1)
+    if k > 1:
+        from ._twisted import twisted_sample
+        return twisted_sample(model, process, y.shape[0] // k, particles=k, x_T=x,
+                              timesteps=_steps_from(process, start, num_steps),
+                              generator=generator, dtype=y.dtype, device=y.device,
+                              **sample_kwargs).value
     return ancestral_sample(
         model,
         process,

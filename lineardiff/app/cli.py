@@ -402,6 +402,7 @@ def _run(args, argv) -> int:
         x = super_resolve(model, scale * y, steps=args.steps, seed=args.seed,
                           consistency=args.consistency, ilvr=args.ilvr,
                           ilvr_nsr=args.ilvr_nsr, guidance=guidance, tau=args.tau,
+                          particles=args.particles,
                           calibration=calibration, block_variance=variance,
                           progress=not args.quiet)
         save_outputs("upscale", x, {
@@ -432,6 +433,7 @@ def _run(args, argv) -> int:
             factor = int(args.factor) if float(args.factor).is_integer() else args.factor
             report = evaluate_upscaling(model, factor=factor, ilvr=args.ilvr,
                                         ilvr_nsr=args.ilvr_nsr, guidance=args.guidance,
+                                        particles=args.particles,
                                         plain_likelihood=args.plain_likelihood,
                                         tau=args.tau, calibrated=args.calibrated, **kw)
         report["command"] = "lineardiff " + " ".join(argv)

@@ -74,6 +74,12 @@ def add_conditioning(p) -> None:
         "docs/processes.rst measures both)",
     )
     p.add_argument(
+        "--particles", type=int_option(1), default=1, metavar="K",
+        help="with --guidance: K weighted particles per input, one returned by its weight "
+        "(twisted sequential Monte Carlo: removes guidance's approximation as K grows, at K "
+        "times the guided sampling time; default 1, plain guidance)",
+    )
+    p.add_argument(
         "--plain-likelihood", action="store_true",
         help="with --guidance: the plain likelihood sigmoid(8 s mean) of the predicted signal "
         "instead (docs/processes.rst)",

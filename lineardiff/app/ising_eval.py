@@ -202,7 +202,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                        seed: int = 0, n_mc: int | None = None, out=None,
                        progress: bool = True, ilvr: bool = False,
                        ilvr_nsr: float = 1.5, guidance: float = 0.0,
-                       tau: float | None = None,
+                       particles: int = 1, tau: float | None = None,
                        calibrated: bool | None = None,
                        plain_likelihood: bool = False) -> dict:
     """Super-resolution of held-out Monte Carlo reduced by ``factor`` (docs/ising.rst protocol).
@@ -223,7 +223,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         ``L / h`` for an ``h x h`` input.
     n, steps, seed, n_mc, out, progress
         As for :func:`evaluate_generation`.
-    ilvr, ilvr_nsr, guidance, tau
+    ilvr, ilvr_nsr, guidance, particles, tau
         The conditioning of :func:`~lineardiff.super_resolve` (default: the entry state only).
     calibrated : bool, optional
         Majority blocks: draw the entry from the calibrated ``q(x_start | y)``
@@ -275,7 +275,8 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
         tau = model.sr_tau  # what super_resolve falls back to: recorded in the report
     t1, c1 = time.perf_counter(), time.process_time()
     x = super_resolve(model, y, steps=steps, seed=seed, progress=progress, ilvr=ilvr,
-                      ilvr_nsr=ilvr_nsr, guidance=guidance, tau=tau, calibration=calibration,
+                      ilvr_nsr=ilvr_nsr, guidance=guidance, particles=particles, tau=tau,
+                      calibration=calibration,
                       block_variance=block_variance)
     t_model, c_model = time.perf_counter() - t1, time.process_time() - c1
     spins, soft = binarize(_spins(x))
@@ -292,7 +293,7 @@ def evaluate_upscaling(model, *, factor: float = 2, n: int = 64, steps: int = 20
                      "seed": seed, "heldout_seed": MC_HELDOUT_SEED,
                      "mc_seed": MC_REFERENCE_SEED, "model_step": model.step,
                      "reverse_variance": reverse_variance(model), "ilvr": ilvr,
-                     "ilvr_nsr": ilvr_nsr, "guidance": guidance,
+                     "ilvr_nsr": ilvr_nsr, "guidance": guidance, "particles": particles,
                      "tau": tau, "calibrated": calibrated,
                      "likelihood": None if guidance == 0 else
                      "measured" if block_variance is not None else "plain"},

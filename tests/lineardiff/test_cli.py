@@ -483,6 +483,28 @@ def test_skild_only_options_are_refused_for_ssd(run, tmp_path, capsys):
     )
 
 
+def test_guided_super_resolution_with_particles(run, tmp_path, capsys):
+    # --particles K walks K weighted particles per input (twisted SMC) and returns one each;
+    # recorded in the report; refused without guidance
+    root, _ = run
+    common = ["--model", str(root / "run"), "--task", "upscale", "--n", "2", "--steps", "3",
+              "--n-mc", "20", "--quiet", "--guidance", "1"]
+    assert main(["evaluate", *common, "--particles", "3", "--out", str(tmp_path / "e")]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["settings"]["particles"] == 3 and report["settings"]["guidance"] == 1
+    np.save(tmp_path / "blocks.npy", np.sign(np.random.default_rng(2).normal(size=(2, 4, 4))))
+    assert main(["upscale", "--model", str(root / "run"), "--input", str(tmp_path / "blocks.npy"),
+                 "--steps", "3", "--guidance", "1", "--particles", "2",
+                 "--out", str(tmp_path / "u"), "--quiet"]) == 0
+    assert np.load(tmp_path / "u" / "upscaled.npy").shape == (2, 1, 8, 8)
+    capsys.readouterr()
+    assert main(["upscale", "--model", str(root / "run"), "--input", str(tmp_path / "blocks.npy"),
+                 "--steps", "3", "--particles", "2", "--out", str(tmp_path / "v"),
+                 "--quiet"]) == 2
+    assert "super_resolve: expected particles > 1 only with guidance > 0, got particles=2" in (
+        capsys.readouterr().err)
+
+
 def test_ssd_super_resolution_enters_calibrated_by_default(run, tmp_path, capsys):
     # the calibrated entry (per-mode gains fitted on Monte Carlo) is SSD's default for
     # majority blocks; --plain-entry turns it off and both are recorded; the two flags exclude
