@@ -19,7 +19,8 @@ CALIBRATION_SEED = 30_000
 
 
 def calibrate_model(model, to, *, n: int = 256, states: int = 200, seed: int = 0,
-                    command: str | None = None, progress: bool = True) -> Path:
+                    size: int | None = None, command: str | None = None,
+                    progress: bool = True) -> Path:
     """Measure a model's denoiser error per state and write the model file with it recorded.
 
     The error is :func:`~lineardiff.measure_signal_mse` on held-out data: for Ising models
@@ -39,6 +40,10 @@ def calibrate_model(model, to, *, n: int = 256, states: int = 200, seed: int = 0
         States measured (:func:`~lineardiff.respace`), the others interpolated; 200 are
         exactly the states the samplers' default 200 steps visit.
     seed : int, default 0
+    size : int, optional
+        Measure the model zero-shot at ``size x size`` (:meth:`TrainedModel.at_size`; models
+        that run at any size) and record the table for that size beside the others
+        (``meta["signal_mse_at"]``), leaving the training size's table as it is.
     command : str, optional
         Recorded with the table.
     progress : bool, default True
@@ -51,6 +56,11 @@ def calibrate_model(model, to, *, n: int = 256, states: int = 200, seed: int = 0
 
     where = "calibrate_model"
     m = load_model(model)
+    if size is not None:
+        if m.config["data"]["name"] != "ising":
+            raise ValueError(f"{where}: expected size only for Ising models (fresh Monte Carlo "
+                             f"at any size), got data '{m.config['data']['name']}'")
+        m = m.at_size(size)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"{where}: expected n >= 2, got {n!r}")
     if isinstance(states, bool) or not isinstance(states, int) or states < 1:
@@ -75,4 +85,7 @@ def calibrate_model(model, to, *, n: int = 256, states: int = 200, seed: int = 0
     record = {**table.to_dict(), "shape": list(m.process.shape_at(0)), "data": source,
               "seed": seed, "cpu_seconds": time.process_time() - started,
               "command": command, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
-    return export_model(m.path, to, extra={"signal_mse": record})
+    if size is None:
+        return export_model(m.path, to, extra={"signal_mse": record})
+    at = {**(m.meta.get("signal_mse_at") or {}), str(size): record}
+    return export_model(m.path, to, extra={"signal_mse_at": at})

@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 200)")
     p.add_argument("--seed", type=int_option(0, SEED_MAX), default=0,
                    help=f"random seed in [0, {SEED_MAX}] of the data and noise (default 0)")
+    p.add_argument("--size", type=int_option(2), default=None, metavar="N",
+                   help="measure at N x N (zero-shot; unet/dfu models) and record that "
+                   "table beside the training size's, for sample/evaluate --size N")
     p.add_argument("--threads", type=int_option(1), default=None,
                    help="torch threads, >= 1 (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -369,7 +372,8 @@ def _run(args, argv) -> int:
         from .calibrate import calibrate_model
 
         path = calibrate_model(args.model, args.to, n=args.n, states=args.states,
-                               seed=args.seed, command="lineardiff " + " ".join(argv),
+                               seed=args.seed, size=args.size,
+                               command="lineardiff " + " ".join(argv),
                                progress=not args.quiet)
         print(f"model file: {path}")
         return 0

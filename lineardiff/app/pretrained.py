@@ -72,18 +72,21 @@ class TrainedModel:
     @property
     def signal_mse(self):
         """The denoiser's measured error per state (:class:`~lineardiff.SignalMSE`) that the
-        model file records (``lineardiff calibrate``), or None: none recorded, or recorded
-        for another image shape (a model used zero-shot at another size).
+        model file records (``lineardiff calibrate``) for this model's image shape, or None.
+        A model used zero-shot at another size (:meth:`at_size`) finds the table
+        ``lineardiff calibrate --size N`` recorded for that size, if any.
 
         :func:`~lineardiff.generate` and :func:`~lineardiff.super_resolve` draw it into
         every reverse step by default (Analytic-DPM's reverse variance).
         """
         from .._signal_mse import SignalMSE
 
-        record = self.meta.get("signal_mse")
-        if record is None or list(record.get("shape", ())) != list(self.process.shape_at(0)):
-            return None
-        return SignalMSE.from_dict(self.process, record)
+        shape = list(self.process.shape_at(0))
+        for record in (self.meta.get("signal_mse"),
+                       *(self.meta.get("signal_mse_at") or {}).values()):
+            if isinstance(record, dict) and list(record.get("shape", ())) == shape:
+                return SignalMSE.from_dict(self.process, record)
+        return None
 
     @property
     def sr_tau(self) -> float | None:
@@ -103,7 +106,7 @@ class TrainedModel:
         exact posterior's variance only)."""
         import dataclasses
 
-        meta = {k: v for k, v in self.meta.items() if k != "signal_mse"}
+        meta = {k: v for k, v in self.meta.items() if k not in ("signal_mse", "signal_mse_at")}
         return dataclasses.replace(self, meta=meta)
 
     def at_size(self, size: int) -> TrainedModel:

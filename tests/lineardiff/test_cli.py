@@ -471,6 +471,19 @@ def test_dfu_trains_on_mixed_sizes_and_samples_zero_shot_at_a_larger_size(tmp_pa
     assert main(["sample", "--model", str(run), "--size", "12", "--n", "3", "--steps", "3",
                  "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 1, 12, 12)
+    # a denoiser error table for the zero-shot size, recorded beside the training size's
+    assert load_model(run).at_size(12).signal_mse is None
+    both = tmp_path / "both.safetensors"
+    assert main(["calibrate", "--model", str(run), "--to", str(both), "--n", "4", "--states",
+                 "3", "--quiet"]) == 0
+    assert main(["calibrate", "--model", str(both), "--to", str(both), "--size", "12", "--n",
+                 "4", "--states", "3", "--quiet"]) == 0
+    m = load_model(both)
+    assert m.signal_mse is not None and m.at_size(12).signal_mse is not None
+    assert m.meta["signal_mse"]["shape"] == [1, 8, 8]
+    assert m.meta["signal_mse_at"]["12"]["shape"] == [1, 12, 12]
+    assert m.at_size(10).signal_mse is None
+    assert m.at_size(12).without_signal_mse().signal_mse is None
 
 
 def test_skild_only_options_are_refused_for_ssd(run, tmp_path, capsys):
@@ -558,3 +571,16 @@ def test_fid_task_with_a_stand_in_feature_network(tmp_path):
     report = json.loads((tmp_path / "f" / "report.json").read_text())
     assert report["settings"]["n_reference"] == 1797 and report["fid"] > 0
     assert "FID" in (tmp_path / "f" / "report.md").read_text()
+
+
+def test_calibrating_at_another_size_needs_ising_data(monkeypatch, tmp_path):
+    # other data has no fresh samples at an arbitrary size: refused before any work
+    import types
+
+    import lineardiff.app.calibrate as calibrate
+
+    fake = types.SimpleNamespace(config={"data": {"name": "digits"}})
+    monkeypatch.setattr(calibrate, "load_model", lambda model: fake)
+    with pytest.raises(ValueError, match="calibrate_model: expected size only for Ising models "
+                                         r"\(fresh Monte Carlo at any size\), got data 'digits'"):
+        calibrate.calibrate_model("digits", tmp_path / "x.safetensors", size=12)
