@@ -191,7 +191,7 @@ def super_resolve(
         With ``guidance``: walk this many weighted particles per input and return one by
         its weight (twisted sequential Monte Carlo, :func:`~lineardiff.twisted_sample`),
         which removes guidance's approximation as the count grows; ``particles`` times the
-        guided sampling time.
+        guided sampling time. A batch then holds ``batch_size // particles`` inputs.
     block_variance : BlockMeanVariance, optional
         With ``guidance``: the posterior variance of a block mean given the state
         (:func:`~lineardiff.block_mean_variance`, measured on held-out data); the likelihood
@@ -267,8 +267,9 @@ def super_resolve(
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     with torch.no_grad(), tqdm(total=y.shape[0], disable=not progress, desc="upscaling") as bar:
-        for i in range(0, y.shape[0], batch_size):
-            chunk = y[i : i + batch_size].to(torch.float32)
+        per = max(1, batch_size // particles)  # batch_size rows of particles at a time
+        for i in range(0, y.shape[0], per):
+            chunk = y[i : i + per].to(torch.float32)
             guide = {}
             if guidance > 0:
                 seen = chunk.repeat_interleave(particles, 0)
