@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_bool, check_device
+from .._checks import check_bool, check_device, check_real
 from .._denoiser import as_denoiser
 from .._objectives import default_prediction
 from ..training._checkpoint import (
@@ -95,11 +95,7 @@ class TrainedModel:
         default, 0.1). :func:`~lineardiff.super_resolve` uses it when given no ``tau``.
         """
         tau = self.meta.get("sr_tau")
-        if tau is None:
-            return None
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
-            raise ValueError(f"TrainedModel.sr_tau: expected a recorded sr_tau > 0, got {tau!r}")
-        return float(tau)
+        return None if tau is None else check_real("TrainedModel.sr_tau", "sr_tau", tau, low=0)
 
     def without_signal_mse(self) -> TrainedModel:
         """The same model without its recorded denoiser error (the samplers then walk the
@@ -237,13 +233,12 @@ def export_model(checkpoint, out, *, extra: dict | None = None,
     weights = ck.ema if ck.ema else ck.model
     meta = dict(recorded_meta(path, ck))
     if sr_tau is not None:
-        if isinstance(sr_tau, bool) or not isinstance(sr_tau, (int, float)) or not sr_tau > 0:
-            raise ValueError(f"export_model: expected sr_tau > 0, got {sr_tau!r}")
+        sr_tau = check_real("export_model", "sr_tau", sr_tau, low=0)
         process = (meta.get("config") or {}).get("process", {}).get("name")
         if process != "skild":
             raise ValueError(f"export_model: expected sr_tau only for a SKILD model, got a "
                              f"{process!r} model")
-        extra = {**(extra or {}), "sr_tau": float(sr_tau)}
+        extra = {**(extra or {}), "sr_tau": sr_tau}
     meta.update(extra or {})
     seconds = None if "train_seconds" in (extra or {}) else run_train_seconds(path, ck, meta)
     if seconds is not None:

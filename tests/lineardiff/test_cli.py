@@ -428,7 +428,7 @@ def test_a_skild_model_file_recommends_its_entry_threshold(run, tmp_path, capsys
                  "0.02"]) == 2
     assert "export_model: expected sr_tau only for a SKILD model, got a 'ssd' model" in (
         capsys.readouterr().err)
-    with pytest.raises(ValueError, match="export_model: expected sr_tau > 0, got 0"):
+    with pytest.raises(ValueError, match=r"export_model: expected sr_tau in \(0, inf\), got 0.0"):
         lineardiff.pretrained.export_model(skild, tmp_path / "y.safetensors", sr_tau=0)
 
 
